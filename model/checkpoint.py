@@ -1,0 +1,143 @@
+"""The checkpoint format, defined in one place.
+
+A checkpoint is a single ``torch.save`` file holding only tensors and plain Python values, so it
+loads with ``torch.load(weights_only=True)`` (no pickled code runs). It carries everything the
+trainer, the exporters and the real-time engine need to use the model without other files::
+
+    {
+      "format": "star-har-checkpoint", "format_version": 1,
+      "model": {"name": "star", "num_classes": 15, "hparams": {...constructor arguments...}},
+      "class_names": ["baseball_pitch", ...],
+      "joint_layout": "penn13",
+      "sampling": {"frames_per_window": 16, "window_seconds": 1.6},
+      "state_dict": {...},
+      "meta": {...free-form: training command, metrics, dataset...},
+    }
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.registry import build_model
+from model.skeleton import get_layout
+
+FORMAT_NAME = "star-har-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, unreadable, or not a star-har checkpoint (one-line message)."""
+
+
+@dataclass(frozen=True)
+class TemporalSampling:
+    """How a window is cut from a stream: ``frames_per_window`` frames spread over ``window_seconds``.
+
+    Training draws windows the same way the real-time ring buffer presents them, so a model sees
+    the same motion speed in both places.
+    """
+
+    frames_per_window: int = 16
+    window_seconds: float = 16 / 30
+
+    @property
+    def frame_interval(self) -> float:
+        """Seconds between two consecutive frames of a window."""
+        return self.window_seconds / self.frames_per_window
+
+
+@dataclass
+class Checkpoint:
+    model_name: str
+    num_classes: int
+    hparams: dict[str, Any]
+    class_names: list[str]
+    joint_layout: str
+    sampling: TemporalSampling
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, strict: bool = True) -> nn.Module:
+        """Rebuild the model and load the weights (in eval mode)."""
+        net = build_model(self.model_name, self.num_classes, **self.hparams)
+        net.load_state_dict(self.state_dict, strict=strict)
+        return net.eval()
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """Write with ``torch.save`` to a temporary file then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, net: nn.Module, *, model_name: str,
+                    class_names: list[str], joint_layout: str, sampling: TemporalSampling,
+                    meta: dict[str, Any] | None = None) -> None:
+    """Save ``net`` (built by ``build_model(model_name, ...)``) atomically in the checkpoint format."""
+    hparams = dict(getattr(net, "hparams"))
+    num_classes = hparams.pop("num_classes")
+    if num_classes != len(class_names):
+        raise ValueError(f"model has {num_classes} classes but {len(class_names)} class names were given")
+    get_layout(joint_layout)
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    atomic_torch_save({
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "model": {"name": model_name, "num_classes": num_classes, "hparams": hparams},
+        "class_names": list(class_names),
+        "joint_layout": joint_layout,
+        "sampling": {"frames_per_window": sampling.frames_per_window,
+                     "window_seconds": float(sampling.window_seconds)},
+        "state_dict": state,
+        "meta": dict(meta or {}),
+    }, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Load a checkpoint safely (``weights_only=True``); raise :class:`CheckpointError` on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/corrupt/unsafe files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path} is not a star-har checkpoint (no '{FORMAT_NAME}' header)")
+    if raw.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} uses checkpoint format v{raw['format_version']}; "
+                              f"this star-har reads up to v{FORMAT_VERSION}: upgrade star-har")
+    try:
+        sampling = raw["sampling"]
+        return Checkpoint(
+            model_name=raw["model"]["name"],
+            num_classes=int(raw["model"]["num_classes"]),
+            hparams=dict(raw["model"]["hparams"]),
+            class_names=list(raw["class_names"]),
+            joint_layout=get_layout(raw["joint_layout"]).name,
+            sampling=TemporalSampling(int(sampling["frames_per_window"]),
+                                      float(sampling["window_seconds"])),
+            state_dict=raw["state_dict"],
+            meta=dict(raw.get("meta", {})),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is an incomplete star-har checkpoint: {exc}") from None

@@ -1,0 +1,214 @@
+"""STAR-Transformer (Ahn, Kim, Hong, Ko, WACV 2023): spatio-temporal cross attention over
+global-grid and joint-map tokens.
+
+Token sets (per window of T frames):
+
+* global-grid (GG) tokens: the last MC18 stage, one token per cell and frame (Eq. 2, with CLS_glob);
+* joint-map (JM) tokens: a middle MC18 stage summed under each joint's Gaussian heatmap (Eq. 1),
+  plus ``pos`` (Eq. 3, with CLS_joint). ``pos`` = a learned per-joint embedding + a fixed
+  sinusoidal encoding of the frame index, so joint tokens know which joint and which moment
+  they describe; GG tokens get no position, as in the paper;
+* CLS_total (Eq. 4). The three class tokens are the model's "multi-class token".
+
+Layers (Eqs. 11-14), ``z`` = class tokens + all frame tokens::
+
+    z1 = LN(FAttn(z) + z)                      # full spatio-temporal self-attention
+    z2 = LN(STA(z1) + z1)                      # ZAttn in encoder layers, BAttn in decoder layers
+    z3 = LN(MLP(z2) + z2)
+
+ZAttn splits the frames into odd (1st, 3rd, ...) and even ones: a' = attention with queries from
+the odd frames and keys/values from the even frames, a'' the reverse; the outputs go back to
+their frames' places. BAttn does the same with the front and back halves of the window (b', b'').
+
+How the class tokens take part in the split attentions (the paper leaves this open): they join
+*both* the query set and the key/value set of each direction, so they read from and are read
+by both halves; their two outputs are averaged. Frame tokens of one half therefore never see
+another token of their own half inside STA, which is what the tests check by perturbation.
+
+The ``pose`` modality keeps the same transformer and Eq. 1, with a learned spatial feature field
+``(C_f, S, S)`` in place of the CNN map: each joint token is the field integrated under the joint's
+Gaussian, i.e. a smooth learned embedding of where the joint is. Keypoints are first mapped into
+a person-centred box per window (translation and scale invariance). There are no GG tokens and so
+no CLS_glob in this mode.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.attention import FeedForward, MultiHeadAttention, sinusoidal_encoding
+from model.backbone import STAGE_CHANNELS, MC18Features
+from model.heatmaps import gaussian_heatmaps, joint_map_tokens, normalize_to_person_box
+from model.registry import ActionOutput, register_model
+
+Modality = Literal["rgb+pose", "pose"]
+SplitMode = Literal["zigzag", "binary"]
+
+
+class SplitTemporalAttention(nn.Module):
+    """ZAttn (``zigzag``: odd vs even frames) or BAttn (``binary``: front vs back half).
+
+    forward(frames (B, T, P, D), cls (B, C, D)) -> (frames (B, T, P, D), cls (B, C, D)).
+    T must be even. Each half attends to the other half (plus the class tokens) only.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mode: SplitMode, dropout: float = 0.0) -> None:
+        super().__init__()
+        if mode not in ("zigzag", "binary"):
+            raise ValueError(f"split mode must be 'zigzag' or 'binary', not {mode!r}")
+        self.mode = mode
+        self.attn = MultiHeadAttention(dim, num_heads, dropout)
+
+    def split(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mode == "zigzag":
+            return frames[:, 0::2], frames[:, 1::2]
+        half = frames.shape[1] // 2
+        return frames[:, :half], frames[:, half:]
+
+    def merge(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        if self.mode == "zigzag":  # interleave back: first[0], second[0], first[1], ...
+            return torch.stack((first, second), dim=2).flatten(1, 2)
+        return torch.cat((first, second), dim=1)
+
+    def forward(self, frames: torch.Tensor, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        num_cls = cls.shape[1]
+        first, second = self.split(frames)
+        first_seq = torch.cat((cls, first.flatten(1, 2)), dim=1)
+        second_seq = torch.cat((cls, second.flatten(1, 2)), dim=1)
+        out_first, _ = self.attn(first_seq, second_seq)   # a' / b'
+        out_second, _ = self.attn(second_seq, first_seq)  # a'' / b''
+        cls_out = (out_first[:, :num_cls] + out_second[:, :num_cls]) / 2
+        first_out = out_first[:, num_cls:].reshape(first.shape)
+        second_out = out_second[:, num_cls:].reshape(second.shape)
+        return self.merge(first_out, second_out), cls_out
+
+
+class STARLayer(nn.Module):
+    """One encoder (``zigzag``) or decoder (``binary``) layer, Eqs. 11-14.
+
+    forward(frames (B, T, P, D), cls (B, C, D)) -> (frames, cls, frame_attention (B, T)),
+    ``frame_attention`` = FAttn weight from the class tokens to each frame's tokens.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mode: SplitMode, mlp_ratio: float = 4.0,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.full_attn = MultiHeadAttention(dim, num_heads, dropout)
+        self.split_attn = SplitTemporalAttention(dim, num_heads, mode, dropout)
+        self.mlp = FeedForward(dim, int(dim * mlp_ratio), dropout)
+        self.norm_full, self.norm_split, self.norm_mlp = (nn.LayerNorm(dim) for _ in range(3))
+
+    def forward(self, frames: torch.Tensor, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, num_frames, per_frame, dim = frames.shape
+        num_cls = cls.shape[1]
+        z = torch.cat((cls, frames.flatten(1, 2)), dim=1)
+        full, attn = self.full_attn(z, z, rows=num_cls)
+        z = self.norm_full(full + z)                                          # Eq. 11
+        cls, frames = z[:, :num_cls], z[:, num_cls:].reshape(batch, num_frames, per_frame, dim)
+        split_frames, split_cls = self.split_attn(frames, cls)
+        z = self.norm_split(torch.cat((split_cls, split_frames.flatten(1, 2)), dim=1) + z)  # Eqs. 12-13
+        z = self.norm_mlp(self.mlp(z) + z)                                    # Eq. 14
+        frame_attention = attn[:, :, num_cls:].reshape(batch, num_cls, num_frames, per_frame).sum(-1).mean(1)
+        return z[:, num_cls:].reshape(batch, num_frames, per_frame, dim), z[:, :num_cls], frame_attention
+
+
+@register_model("star")
+class STARTransformer(nn.Module):
+    """STAR-Transformer action classifier.
+
+    Args:
+        num_classes: number of actions.
+        modality: ``"rgb+pose"`` (the paper) or ``"pose"`` (skeleton only, no CNN).
+        num_joints: joints per person in the keypoint input (13 for Penn Action).
+        dim, num_heads, mlp_ratio, dropout: transformer width and regularisation.
+        depth: L, the number of encoder layers and, again, of decoder layers (2L in total).
+        sigma: Gaussian heatmap std in cells of the joint feature grid.
+        min_confidence: joints at or below this confidence count as invisible.
+        backbone_weights: None (random), ``"kinetics400"`` or a ``mc3_18`` state_dict path.
+        joint_stage / global_grid: MC18 stage for JM tokens; GG grid side (the last map is
+            average-pooled to ``global_grid x global_grid`` per frame, None keeps it as is).
+        field_size / field_channels: the pose-only feature field's side and channels.
+
+    forward(frames, keypoints) -> ActionOutput(logits (B, K), frame_importance (B, T)):
+        frames: ``(B, 3, T, H, W)`` RGB normalised with the Kinetics mean/std, or None in the
+            ``pose`` modality; H and W multiples of 16.
+        keypoints: ``(B, T, J, 3)``: x, y in pixels of ``frames`` (any pixel frame in ``pose``
+            mode) and a confidence in [0, 1]. T must be even.
+    """
+
+    def __init__(self, num_classes: int, modality: Modality = "rgb+pose", num_joints: int = 13,
+                 dim: int = 256, depth: int = 2, num_heads: int = 8, mlp_ratio: float = 4.0,
+                 dropout: float = 0.1, sigma: float = 1.0, min_confidence: float = 0.2,
+                 backbone_weights: str | os.PathLike | None = None, joint_stage: str = "layer2",
+                 global_grid: int | None = 7, field_size: int = 16, field_channels: int = 64) -> None:
+        super().__init__()
+        if modality not in ("rgb+pose", "pose"):
+            raise ValueError(f"modality must be 'rgb+pose' or 'pose', not {modality!r}")
+        self.hparams = dict(num_classes=num_classes, modality=modality, num_joints=num_joints,
+                            dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                            dropout=dropout, sigma=sigma, min_confidence=min_confidence,
+                            backbone_weights=None if backbone_weights is None else str(backbone_weights),
+                            joint_stage=joint_stage, global_grid=global_grid,
+                            field_size=field_size, field_channels=field_channels)
+        self.modality, self.sigma, self.min_confidence = modality, sigma, min_confidence
+        self.global_grid = global_grid
+        if modality == "rgb+pose":
+            self.backbone = MC18Features(backbone_weights, middle_stage=joint_stage)
+            joint_channels = STAGE_CHANNELS[joint_stage]
+            self.grid_proj = nn.Sequential(nn.Linear(STAGE_CHANNELS["layer4"], dim), nn.LayerNorm(dim))
+            num_cls = 3  # CLS_glob, CLS_joint, CLS_total
+        else:
+            self.feature_field = nn.Parameter(torch.randn(field_channels, field_size, field_size))
+            joint_channels = field_channels
+            num_cls = 2  # CLS_joint, CLS_total
+        self.joint_proj = nn.Sequential(nn.Linear(joint_channels, dim), nn.LayerNorm(dim))
+        self.joint_embed = nn.Parameter(torch.zeros(num_joints, dim))
+        self.cls_tokens = nn.Parameter(torch.zeros(num_cls, dim))
+        nn.init.trunc_normal_(self.joint_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_tokens, std=0.02)
+        self.layers = nn.ModuleList(
+            [STARLayer(dim, num_heads, "zigzag", mlp_ratio, dropout) for _ in range(depth)]
+            + [STARLayer(dim, num_heads, "binary", mlp_ratio, dropout) for _ in range(depth)])
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(),
+                                  nn.Dropout(dropout), nn.Linear(dim, num_classes))
+
+    def joint_tokens(self, features: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 + pos: ``(B, T, J, D)`` from a feature map/field and grid-normalised keypoints."""
+        heatmaps = gaussian_heatmaps(keypoints, features.shape[-2], features.shape[-1],
+                                     self.sigma, self.min_confidence)
+        tokens = self.joint_proj(joint_map_tokens(features, heatmaps))
+        frame_index = torch.arange(keypoints.shape[1], device=keypoints.device)
+        frame_pos = sinusoidal_encoding(frame_index, tokens.shape[-1]).to(tokens.dtype)
+        return tokens + self.joint_embed + frame_pos[:, None, :]
+
+    def forward(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> ActionOutput:
+        if self.modality == "pose":
+            boxed = normalize_to_person_box(keypoints, self.min_confidence)
+            frame_tokens = self.joint_tokens(self.feature_field.to(keypoints.dtype), boxed)
+        else:
+            if frames is None:
+                raise ValueError("the rgb+pose modality needs frames (B, 3, T, H, W)")
+            middle, last = self.backbone(frames)
+            height, width = frames.shape[-2:]
+            scale = torch.tensor([1.0 / width, 1.0 / height, 1.0], dtype=keypoints.dtype,
+                                 device=keypoints.device)
+            joints = self.joint_tokens(middle, keypoints * scale)
+            if self.global_grid is not None:
+                batch, channels, num_frames = last.shape[:3]
+                pooled = F.adaptive_avg_pool2d(last.transpose(1, 2).flatten(0, 1), self.global_grid)
+                last = pooled.reshape(batch, num_frames, channels, -1).transpose(1, 2)
+            grid = self.grid_proj(last.flatten(3).permute(0, 2, 3, 1))      # (B, T, G, D)
+            frame_tokens = torch.cat((grid, joints), dim=2)
+        cls = self.cls_tokens.expand(keypoints.shape[0], -1, -1)
+        importance = torch.zeros(keypoints.shape[:2], dtype=frame_tokens.dtype, device=keypoints.device)
+        for layer in self.layers:
+            frame_tokens, cls, frame_attention = layer(frame_tokens, cls)
+            importance = importance + frame_attention
+        importance = importance / importance.sum(dim=1, keepdim=True)
+        logits = self.head(cls.mean(dim=1))
+        return ActionOutput(logits, importance)

@@ -1,0 +1,53 @@
+"""The ``star-har`` command. Each subcommand lives next to the code it drives and registers itself
+through a ``register(subparsers)`` function; heavy imports happen only when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Modules providing subcommands, in the order `--help` lists them.
+COMMAND_MODULES = ("star_har.info",)
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="star-har",
+        description="Real-time human action recognition from RGB frames and skeletons "
+                    "(STAR-Transformer and 3D deformable transformer).",
+        epilog="Run `star-har COMMAND --help` for the options of a command.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one readable line for expected problems; -v shows the traceback
+        from model.checkpoint import CheckpointError
+        if args.verbose or not isinstance(exc, (UserError, CheckpointError, FileNotFoundError,
+                                                 ValueError, KeyError)):
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"star-har {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
