@@ -67,7 +67,10 @@ class Checkpoint:
 
     def build(self, strict: bool = True) -> nn.Module:
         """Rebuild the model and load the weights (in eval mode)."""
-        net = build_model(self.model_name, self.num_classes, **self.hparams)
+        hparams = dict(self.hparams)
+        if "backbone_weights" in hparams:  # the trained weights replace them: never fetch again
+            hparams["backbone_weights"] = None
+        net = build_model(self.model_name, self.num_classes, **hparams)
         net.load_state_dict(self.state_dict, strict=strict)
         return net.eval()
 
