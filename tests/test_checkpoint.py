@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from model import CheckpointError, TemporalSampling, build_model, load_checkpoint, save_checkpoint
+
+CLASSES = ["wave", "jump", "sit"]
+
+
+def _save(path, **overrides):
+    net = build_model("star", 3, modality="pose", dim=32, depth=1, num_heads=2)
+    kwargs = dict(model_name="star", class_names=CLASSES, joint_layout="penn13",
+                  sampling=TemporalSampling(16, 1.6), meta={"epochs": 3, "val_top1": 0.5})
+    kwargs.update(overrides)
+    save_checkpoint(path, net, **kwargs)
+    return net
+
+
+def test_round_trip_restores_weights_config_and_metadata(tmp_path):
+    path = tmp_path / "ck.pt"
+    net = _save(path).eval()
+    ck = load_checkpoint(path)
+    assert (ck.model_name, ck.class_names, ck.joint_layout) == ("star", CLASSES, "penn13")
+    assert ck.sampling == TemporalSampling(16, 1.6) and ck.sampling.frame_interval == pytest.approx(0.1)
+    assert ck.meta["val_top1"] == 0.5 and ck.hparams["modality"] == "pose"
+    rebuilt = ck.build()
+    kp = torch.rand(2, 16, 13, 3) * 100
+    with torch.no_grad():
+        assert torch.equal(net(None, kp).logits, rebuilt(None, kp).logits)
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary file
+
+
+def test_missing_corrupt_and_foreign_files_give_one_line_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    path = tmp_path / "ck.pt"
+    _save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a star-har checkpoint"):
+        load_checkpoint(foreign)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(text)
+
+
+def test_save_checks_class_names_and_layout(tmp_path):
+    with pytest.raises(ValueError, match="class names"):
+        _save(tmp_path / "a.pt", class_names=["one"])
+    with pytest.raises(KeyError):
+        _save(tmp_path / "b.pt", joint_layout="smpl")
