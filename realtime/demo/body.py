@@ -176,10 +176,10 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
         _sym(shoulder_abd=175, hip_abd=16, elbow_flex=10),
     ), period=1.0),
     Action("squat", (
-        _sym(shoulder_flex=5, elbow_flex=10),
-        _sym(spine_flex=35, neck_flex=-25, hip_flex=105, knee_flex=115, ankle_flex=25,
-             shoulder_flex=90, hip_abd=10),
-    ), period=2.2, camera_yaw=35),
+        _sym(shoulder_flex=-30, shoulder_abd=20, elbow_flex=150),
+        _sym(spine_flex=35, neck_flex=-25, hip_flex=110, knee_flex=120, ankle_flex=30,
+             shoulder_flex=-10, shoulder_abd=20, elbow_flex=150, hip_abd=8),
+    ), period=3.0, camera_yaw=80),
     Action("pushup", (
         _sym(root_pitch=-75, shoulder_flex=75, ankle_flex=-50, neck_flex=-20),
         _sym(root_pitch=-88, shoulder_flex=-5, shoulder_abd=30, elbow_flex=95, ankle_flex=-50,
@@ -196,8 +196,8 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
         _sym(shoulder_abd=110, elbow_flex=140, knee_flex=30, hip_flex=15),
     ), period=2.2, anchor="hands", anchor_height=2.25, props=("bar",)),
     Action("bench_press", (
-        _sym(root_pitch=90, shoulder_flex=90, elbow_flex=0, hip_flex=80, knee_flex=90),
-        _sym(root_pitch=90, shoulder_flex=25, shoulder_abd=45, elbow_flex=110, hip_flex=80,
-             knee_flex=90),
+        _sym(root_pitch=90, shoulder_flex=90, elbow_flex=0, hip_flex=15, knee_flex=85, hip_abd=15),
+        _sym(root_pitch=90, shoulder_flex=25, shoulder_abd=45, elbow_flex=110, hip_flex=15,
+             knee_flex=85, hip_abd=15),
     ), period=2.0, anchor="pelvis", anchor_height=0.55, camera_yaw=60, props=("bench", "barbell")),
 )}
