@@ -26,8 +26,8 @@ One block (repeated L = ``depth`` times), all sub-layers pre-norm (x + Attn(LN x
 2. Local joint-stride attention (pose branch): per frame, windows of ``joint_window`` joint tokens
    with stride ``joint_window / 2``, each with that frame's M_pose and the memorised M_CLS (the
    block's input M_CLS, so both branches start from the same one) appended. A token in several
-   windows gets the mean of its outputs. If J is not a multiple of the stride, a learned padding
-   token fills the last window (its outputs are dropped).
+   windows gets the mean of its outputs. If J is not a multiple of the stride (or is smaller than
+   the window), learned padding tokens fill the last window (their outputs are dropped).
 3. The M_CLS of both branches are concatenated and projected (Linear 2D -> D) into one M_CLS.
 4. Temporal-stride attention over [Z || P || M_RGB || M_pose || M_CLS] in windows of
    ``temporal_window`` frames with stride ``temporal_window / 2`` (outputs of overlapping windows
@@ -112,8 +112,7 @@ def stride_windows(x: torch.Tensor, window: int) -> torch.Tensor:
 def merge_stride_windows(windows: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`stride_windows`: (B, N, window, ...) -> (B, (N + 1) * window / 2, ...),
     each step the mean of its outputs in the (one or two) windows that contain it."""
-    batch, num_windows, window = windows.shape[:3]
-    stride = window // 2
+    stride = windows.shape[2] // 2
     first = windows[:, :, :stride].flatten(1, 2)    # steps 0 .. L - stride - 1
     second = windows[:, :, stride:].flatten(1, 2)   # steps stride .. L - 1
     edge = torch.zeros_like(first[:, :stride])
@@ -218,8 +217,9 @@ class JointStrideAttention(_PreNormBlock):
         super().__init__(dim, num_heads, mlp_ratio, dropout)
         if window < 2 or window % 2:
             raise ValueError(f"joint window must be even and at least 2, got {window}")
-        self.window = min(window, num_joints + num_joints % 2)
-        missing = -num_joints % (self.window // 2)
+        self.window = window
+        padded = max(window, -(-num_joints // (window // 2)) * (window // 2))  # whole strides, >= 1 window
+        missing = padded - num_joints
         self.pad = nn.Parameter(torch.zeros(missing, dim)) if missing else None
         if self.pad is not None:
             nn.init.trunc_normal_(self.pad, std=0.02)
@@ -256,8 +256,9 @@ class TemporalStrideAttention(_PreNormBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         window = min(self.window, x.shape[1])
-        torch._check(x.shape[1] % (window // 2) == 0, lambda: (
-            f"the number of frames ({x.shape[1]}) must be a multiple of the temporal stride {window // 2}"))
+        # A constant message: torch.compile cannot trace message closures that capture shapes.
+        torch._check(x.shape[1] % (window // 2) == 0,
+                     lambda: "the number of frames must be a multiple of temporal_window / 2")
         windows = stride_windows(self.norm(x), window)                            # (B, N, w, K, D)
         seq = windows.flatten(2, 3).flatten(0, 1)                                 # (B N, w K, D)
         out, _ = self.attn(seq, seq)
@@ -380,8 +381,7 @@ class DeformableTransformer(nn.Module):
         if keypoints.shape[2] != self.total_joints:
             raise ValueError(f"expected {self.total_joints} joints (num_persons x num_joints), "
                              f"got {keypoints.shape[2]}")
-        torch._check(keypoints.shape[1] % 2 == 0,
-                     lambda: f"the deformable model needs an even number of frames, got {keypoints.shape[1]}")
+        torch._check(keypoints.shape[1] % 2 == 0, lambda: "the deformable model needs an even number of frames")
         z, p, m = self.tokens(frames, keypoints)
         importance = torch.zeros(keypoints.shape[:2], dtype=z.dtype, device=z.device)
         for block in self.blocks:

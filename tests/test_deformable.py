@@ -186,3 +186,10 @@ def test_onnx_export_matches_onnxruntime(tmp_path):
     assert logits.argmax(1) == ref.logits.argmax(1).numpy()
     assert np.abs(logits - ref.logits.numpy()).max() < 1e-4
     assert np.abs(importance - ref.frame_importance.numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("joints", [1, 2, 3, 5])
+def test_joint_windows_handle_fewer_joints_than_a_window(joints):
+    module = JointStrideAttention(8, 2, num_joints=joints, window=4)
+    p, m_pose, m_cls = module(torch.randn(2, 3, joints, 8), torch.randn(2, 3, 8), torch.randn(2, 3, 8))
+    assert p.shape == (2, 3, joints, 8) and m_pose.shape == m_cls.shape == (2, 3, 8)
