@@ -1,0 +1,262 @@
+"""The real-time pipeline: capture -> pose -> ring buffer -> inference -> predictions.
+
+Three threads joined by bounded queues::
+
+    CaptureThread --frames--> pose thread (PoseEstimator + RingBuffer) --windows--> inference thread
+                                   |                                                    |
+                              on_frame(FrameUpdate)                      on_prediction(Prediction)
+
+Usage (the GUI and ``star-har run`` both drive it this way)::
+
+    pipeline = Pipeline(PipelineConfig(source="0", checkpoint="assets/star_pose_penn.pt"),
+                        on_frame=show, on_prediction=log_it)
+    pipeline.start()
+    pipeline.wait()          # until the source ends (or pipeline.stop() from anywhere)
+    pipeline.join()          # threads finished, pose model closed
+    if pipeline.error: ...   # a stage failed (the message is one line)
+
+Callbacks run on the pipeline's threads: keep them short (a GUI emits a Qt signal; the headless
+runner hands frames to its writer thread). ``on_frame`` is called for every frame leaving the
+pose stage, ``on_prediction`` for every window. Between callbacks, :attr:`Pipeline.latest_update`,
+:attr:`Pipeline.latest_prediction` and ``Pipeline.metrics.snapshot()`` can be polled.
+
+Live sources never wait: stale frames and windows are dropped (and counted). Files deliver every
+frame and every window, so a file always gives the same predictions.
+
+MediaPipe is the expensive stage, so by default it runs only on the frames a window can use:
+one per ``sampling.frame_interval`` of stream time plus every frame that ends a window (the
+frames in between are shown with the latest pose, ``FrameUpdate.pose_fresh`` False).
+``pose_every_frame=True`` runs it on all frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model import Checkpoint, load_checkpoint
+from realtime import DEFAULT_CHECKPOINT
+from realtime.capture import CaptureThread, Frame, FrameSource, open_source
+from realtime.metrics import Metrics, MetricsSnapshot
+from realtime.pose import PoseEstimator
+from realtime.postprocess import PostProcessor, Prediction
+from realtime.queues import get_until_stopped, put_blocking, put_latest
+from realtime.ring_buffer import RingBuffer, Window
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class PipelineConfig:
+    """Everything ``star-har run`` and the GUI can set (see ``star-har run --help``)."""
+
+    source: str | int = "0"
+    checkpoint: str | Path = DEFAULT_CHECKPOINT
+    engine: str = "auto"
+    device: str = "auto"
+    fp16: bool = False
+    hop: int = 8
+    threshold: float = 0.5
+    smoothing: float = 0.5
+    top_k: int = 3
+    min_person_fraction: float = 0.5
+    pose_model: str | Path | None = None
+    num_poses: int = 1
+    pose_every_frame: bool = False
+    realtime_pace: bool = False
+    max_frames: int | None = None
+    image_fps: float | None = None
+    frame_queue_size: int = 4
+    window_queue_size: int = 2
+
+
+@dataclass(frozen=True)
+class FrameUpdate:
+    """One frame after the pose stage, for display.
+
+    keypoints: ``(J, 3)`` the main person in ``Pipeline.layout`` (pixels of ``frame.image``),
+        from this frame when ``pose_fresh``, else from the latest frame pose ran on.
+    prediction: the latest prediction (None before the first window).
+    """
+
+    frame: Frame
+    keypoints: np.ndarray
+    person_found: bool
+    pose_fresh: bool
+    prediction: Prediction | None
+    metrics: MetricsSnapshot
+
+
+class Pipeline:
+    """The running pipeline (see the module doc). Construction loads the checkpoint, the engine
+    and the pose model and checks the source opens, so mistakes surface before :meth:`start`.
+
+    engine / pose / source: ready-made stages (tests, the GUI reusing a loaded engine); by
+    default built from ``config``.
+    """
+
+    def __init__(self, config: PipelineConfig, *, engine=None, pose: PoseEstimator | None = None,
+                 source: FrameSource | None = None, checkpoint: Checkpoint | None = None,
+                 on_frame: Callable[[FrameUpdate], None] | None = None,
+                 on_prediction: Callable[[Prediction], None] | None = None) -> None:
+        self.config = config
+        self.checkpoint = checkpoint or load_checkpoint(config.checkpoint)
+        self.class_names = list(self.checkpoint.class_names)
+        self.layout = self.checkpoint.joint_layout
+        self.sampling = self.checkpoint.sampling
+        self.source = source or open_source(config.source, config.image_fps)
+        if engine is None:
+            from realtime.engines import create_engine
+
+            engine = create_engine(self.checkpoint, engine=config.engine, device=config.device,
+                                   fp16=config.fp16)
+            engine.warmup()
+        self.engine = engine
+        self.pose = pose or PoseEstimator(config.pose_model, self.layout, config.num_poses)
+        self.on_frame, self.on_prediction = on_frame, on_prediction
+
+        self.metrics = Metrics()
+        self.frames: queue.Queue = queue.Queue(maxsize=config.frame_queue_size)
+        self.windows: queue.Queue = queue.Queue(maxsize=config.window_queue_size)
+        self.metrics.watch_queue("frames", self.frames)
+        self.metrics.watch_queue("windows", self.windows)
+        self.ring = RingBuffer(self.sampling, config.hop, needs_frames=bool(engine.needs_frames),
+                               input_size=engine.input_size or (112, 112))
+        self.postprocess = PostProcessor(self.class_names, config.threshold, config.smoothing,
+                                         config.top_k, config.min_person_fraction)
+        self.latest_prediction: Prediction | None = None
+        self.latest_update: FrameUpdate | None = None
+        self.error: str | None = None
+
+        self._stop = threading.Event()
+        self._capture = CaptureThread(self.source, self.frames, self.metrics, pace=config.realtime_pace,
+                                      max_frames=config.max_frames)
+        self._threads = [self._capture,
+                         threading.Thread(target=self._guard, args=(self._pose_loop,), name="star-har-pose",
+                                          daemon=True),
+                         threading.Thread(target=self._guard, args=(self._inference_loop,),
+                                          name="star-har-inference", daemon=True)]
+
+    def describe(self) -> dict:
+        """What is running, for logs, the GUI's status bar and the JSONL header."""
+        return {"source": self.source.name, "live": self.source.live,
+                "checkpoint": str(self.config.checkpoint), "model": self.checkpoint.model_name,
+                "modality": self.checkpoint.hparams.get("modality"), "classes": self.class_names,
+                "joint_layout": self.layout, "frames_per_window": self.sampling.frames_per_window,
+                "window_seconds": self.sampling.window_seconds, "hop": self.config.hop,
+                "engine": getattr(self.engine, "name", type(self.engine).__name__),
+                "device": getattr(self.engine, "device", "cpu"), "pose_model": str(self.pose.model_path)}
+
+    # -- control ---------------------------------------------------------------------------------
+    def start(self) -> Pipeline:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask every stage to finish now (safe from any thread, also from callbacks)."""
+        self._stop.set()
+        self._capture.stop()
+
+    @property
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the last stage finished (True) or ``timeout`` seconds passed (False)."""
+        self._threads[-1].join(timeout)
+        return not self._threads[-1].is_alive()
+
+    def join(self, timeout: float = 10.0) -> None:
+        """Stop and wait for all threads (at most ``timeout`` s each)."""
+        self.stop()
+        for thread in self._threads:
+            if thread.ident is not None:
+                thread.join(timeout)
+        self.error = self.error or self._capture.error
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.join()
+
+    # -- stages ----------------------------------------------------------------------------------
+    def _guard(self, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except Exception as exc:  # a failing stage stops the whole pipeline, with its reason kept
+            log.exception("pipeline stage failed")
+            self.error = self.error or f"{type(exc).__name__}: {exc}"
+            self.metrics.set_status("failed", self.error)
+            self.stop()
+
+    def _put_window(self, window: Window | None) -> None:
+        if self.source.live or self._stop.is_set():  # keep the newest window, never wait
+            self.metrics.increment("windows_dropped", put_latest(self.windows, window))
+        else:
+            put_blocking(self.windows, window, self._stop)
+
+    def _pose_due(self, frame: Frame, last_slot: int | None) -> tuple[bool, int]:
+        """Whether pose must run on ``frame``: first frame of a new window instant, or a window ends."""
+        slot = round(frame.timestamp / self.sampling.frame_interval)
+        ends_window = self.ring.window_due(frame.index)
+        return self.config.pose_every_frame or slot != last_slot or ends_window, slot
+
+    def _pose_loop(self) -> None:
+        keypoints = np.zeros((0, 3), np.float32)
+        person_found, last_slot = False, None
+        try:
+            while (frame := get_until_stopped(self.frames, self._stop)) is not None:
+                fresh, slot = self._pose_due(frame, last_slot)
+                if fresh:
+                    last_slot = slot
+                    result = self.pose.process(frame.image, frame.timestamp)
+                    keypoints, person_found = result.keypoints, result.person_found
+                    self.metrics.record("pose_ms", result.inference_ms)
+                    self.metrics.increment("pose_frames")
+                    window = self.ring.push(frame, keypoints, person_found)
+                    if window is not None:
+                        self._put_window(window)
+                self.metrics.frame_processed(time.perf_counter())
+                update = FrameUpdate(frame, keypoints, person_found, fresh, self.latest_prediction,
+                                     self.metrics.snapshot())
+                self.latest_update = update
+                if self.on_frame is not None:
+                    self.on_frame(update)
+        finally:
+            self.pose.close()
+            self._put_window(None)
+
+    def _inference_loop(self) -> None:
+        while (window := get_until_stopped(self.windows, self._stop)) is not None:
+            inference_ms = math.nan
+            if self.postprocess.needs_inference(window):
+                start = time.perf_counter()
+                frames = None if window.frames is None else window.frames[None]
+                logits, importance = self.engine.infer(frames, window.keypoints[None])
+                inference_ms = (time.perf_counter() - start) * 1000
+                self.metrics.record("inference_ms", inference_ms)
+                prediction = self.postprocess.update(window, logits[0], importance[0])
+            else:
+                prediction = self.postprocess.no_person(window)
+            ready = time.perf_counter()
+            prediction.inference_ms = inference_ms
+            prediction.latency_ms = (ready - window.captured_at) * 1000
+            prediction.window_to_prediction_ms = (ready - window.completed_at) * 1000
+            self.metrics.record("latency_ms", prediction.latency_ms)
+            self.metrics.record("window_to_prediction_ms", prediction.window_to_prediction_ms)
+            self.metrics.increment("predictions")
+            self.latest_prediction = prediction
+            if self.on_prediction is not None:
+                self.on_prediction(prediction)
+        if self.metrics.status == "running":
+            self.metrics.set_status("stopped")
+

@@ -1,0 +1,162 @@
+"""The ring buffer: recent frames + poses in, model-ready windows out.
+
+A window shows the model ``frames_per_window`` (T) frames spaced ``window_seconds / T`` apart on
+the stream's clock, ending at the newest frame: the same spacing training used
+(``model.TemporalSampling``), whatever the camera's frame rate. For each of the T instants the
+buffer takes the frame whose timestamp is nearest. A window is emitted once the buffer holds
+enough history, then every ``hop`` stream frames.
+
+Images are kept (resized to the model's input size, and normalised when a window is cut) only
+for models that take RGB; keypoints are then rescaled to the resized frame. Pose-only models get
+keypoints in the pixels of the original frame.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from model import TemporalSampling
+from model.backbone import KINETICS_MEAN, KINETICS_STD
+from realtime.capture import Frame
+
+_MEAN = np.asarray(KINETICS_MEAN, dtype=np.float32).reshape(3, 1, 1, 1)
+_STD = np.asarray(KINETICS_STD, dtype=np.float32).reshape(3, 1, 1, 1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """T frames for the model.
+
+    frames: ``(3, T, H, W)`` float32 RGB normalised with the Kinetics mean / std, or None for
+        pose-only models.
+    keypoints: ``(T, J, 3)`` float32, x, y in pixels of ``frames`` (of the captured frames when
+        ``frames`` is None), confidence in [0, 1]; zeros where nobody was found.
+    person_found: ``(T,)`` bool. frame_indices: ``(T,)`` stream indices (may repeat when the
+        stream is slower than the window's rate). timestamps: ``(T,)`` stream seconds.
+    captured_at: ``perf_counter`` when the window's last frame was captured.
+    completed_at: ``perf_counter`` when the window was cut (its last pose done).
+    """
+
+    frames: np.ndarray | None
+    keypoints: np.ndarray
+    person_found: np.ndarray
+    frame_indices: np.ndarray
+    timestamps: np.ndarray
+    captured_at: float
+    completed_at: float
+
+    @property
+    def first_frame(self) -> int:
+        return int(self.frame_indices[0])
+
+    @property
+    def last_frame(self) -> int:
+        return int(self.frame_indices[-1])
+
+    @property
+    def person_fraction(self) -> float:
+        """Share of the window's frames with a person in view."""
+        return float(self.person_found.mean())
+
+
+@dataclass(frozen=True)
+class _Entry:
+    index: int
+    timestamp: float
+    captured_at: float
+    keypoints: np.ndarray
+    person_found: bool
+    image: np.ndarray | None
+
+
+def normalize_frames(images: np.ndarray) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 BGR -> ``(3, T, H, W)`` float32 RGB normalised for the backbone."""
+    rgb = images[..., ::-1].transpose(3, 0, 1, 2).astype(np.float32) / 255.0
+    return (rgb - _MEAN) / _STD
+
+
+class RingBuffer:
+    """Fixed-capacity buffer of recent frames that cuts :class:`Window` s.
+
+    sampling: the checkpoint's temporal sampling. hop: stream frames between two windows.
+    needs_frames: keep images for an RGB model, resized to ``input_size`` (H, W).
+    capacity: entries kept; by default enough for one window at ``max_fps`` frames per second.
+    """
+
+    def __init__(self, sampling: TemporalSampling, hop: int = 8, needs_frames: bool = False,
+                 input_size: tuple[int, int] = (112, 112), capacity: int | None = None,
+                 max_fps: float = 120.0) -> None:
+        if hop < 1:
+            raise ValueError(f"hop must be at least 1 frame, got {hop}")
+        self.sampling, self.hop = sampling, hop
+        self.needs_frames, self.input_size = needs_frames, tuple(input_size)
+        self.span = sampling.frame_interval * (sampling.frames_per_window - 1)
+        self.capacity = capacity or max(sampling.frames_per_window, math.ceil(self.span * max_fps) + 2)
+        self._entries: deque[_Entry] = deque(maxlen=self.capacity)
+        self._last_emit: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._last_emit = None
+
+    def window_due(self, index: int) -> bool:
+        """Whether the frame with stream ``index`` ends a window (``hop`` frames after the last one)."""
+        return self._last_emit is not None and index - self._last_emit >= self.hop
+
+    def push(self, frame: Frame, keypoints: np.ndarray, person_found: bool) -> Window | None:
+        """Add a frame and its ``(J, 3)`` keypoints (pixels of ``frame``); return a window when due."""
+        if self._entries and not 0 < frame.timestamp - self._entries[-1].timestamp <= self.span:
+            self.clear()  # the stream restarted or paused longer than a window: old frames do not fit
+        keypoints = np.asarray(keypoints, dtype=np.float32)
+        image = None
+        if self.needs_frames:
+            height, width = self.input_size
+            image = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
+            scale = np.array([width / frame.image.shape[1], height / frame.image.shape[0], 1.0], np.float32)
+            keypoints = keypoints * scale
+        self._entries.append(_Entry(frame.index, frame.timestamp, frame.captured_at, keypoints,
+                                    person_found, image))
+        if self._last_emit is not None and not self.window_due(frame.index):
+            return None
+        window = self._cut()
+        if window is not None:
+            self._last_emit = frame.index
+        return window
+
+    def sample_positions(self, timestamps: np.ndarray) -> np.ndarray | None:
+        """Entry positions ``(T,)`` nearest to the window's instants, or None without enough history."""
+        interval = self.sampling.frame_interval
+        targets = timestamps[-1] - interval * np.arange(self.sampling.frames_per_window - 1, -1, -1)
+        if timestamps[0] > targets[0] + interval / 2 and len(timestamps) < self.capacity:
+            return None
+        if len(timestamps) == 1:
+            return np.zeros(len(targets), dtype=np.int64)
+        right = np.clip(np.searchsorted(timestamps, targets), 1, len(timestamps) - 1)
+        left = right - 1
+        nearer_left = targets - timestamps[left] <= timestamps[right] - targets
+        return np.where(nearer_left, left, right)
+
+    def _cut(self) -> Window | None:
+        entries = self._entries
+        positions = self.sample_positions(np.fromiter((e.timestamp for e in entries), np.float64, len(entries)))
+        if positions is None:
+            return None
+        picked = [entries[p] for p in positions]
+        frames = normalize_frames(np.stack([e.image for e in picked])) if self.needs_frames else None
+        return Window(
+            frames=frames,
+            keypoints=np.stack([e.keypoints for e in picked]),
+            person_found=np.array([e.person_found for e in picked]),
+            frame_indices=np.array([e.index for e in picked], dtype=np.int64),
+            timestamps=np.array([e.timestamp for e in picked]),
+            captured_at=picked[-1].captured_at,
+            completed_at=time.perf_counter())
