@@ -1,0 +1,167 @@
+"""Loaders of every dataset format, window sampling and augmentation invariants."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from model import TemporalSampling, get_layout
+from model.skeleton import flip_keypoints
+from train.augment import AugmentConfig, augment_keypoints
+from train.datasets.base import stratified_split
+from train.datasets.clips import load_clip_folder
+from train.datasets.npz import load_npz, load_npz_folder, save_npz
+from train.datasets.ntu import load_ntu, read_skeleton, split_of
+from train.datasets.penn import load_penn_action, load_penn_mat
+from train.sampling import evaluation_windows, random_window, window_at
+from train.windows import WindowDataset
+from train_fixtures import STANDING, make_npz_dataset, moving_skeleton, skeleton_text, write_penn_mat
+
+PENN = get_layout("penn13")
+
+
+def test_penn_mat_masks_invisible_joints(tmp_path):
+    kps = write_penn_mat(tmp_path / "0001.mat", num_frames=20)
+    seq = load_penn_mat(tmp_path / "0001.mat")
+    assert (seq.label, seq.layout, seq.fps, seq.width, seq.height, seq.split) == ("squat", "penn13", 30.0, 320, 240, "train")
+    assert seq.keypoints.shape == (20, 13, 3)
+    # Penn's "r_shoulder" (file joint 2) is the person's left: loaded as left_shoulder (joint 1).
+    assert np.all(seq.keypoints[:, 1] == 0)  # invisible joint: no confidence and no position
+    np.testing.assert_allclose(seq.keypoints[:, :, :2], np.round(kps[:, PENN.flip_permutation, :2]) * (seq.keypoints[..., 2:] > 0))
+    assert np.all(seq.keypoints[:, [0, 2, 3], 2] == 1)
+
+
+def test_penn_folder_with_frames_and_bad_inputs(tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    write_penn_mat(labels / "0001.mat")
+    (tmp_path / "frames" / "0001").mkdir(parents=True)
+    seqs = load_penn_action(tmp_path)
+    assert len(seqs) == 1 and seqs[0].frames == tmp_path / "frames" / "0001"
+    (labels / "0002.mat").write_bytes(b"MATLAB 5.0 garbage" * 3)
+    with pytest.raises(ValueError, match="corrupt Penn Action file .*0002.mat") as err:
+        load_penn_action(tmp_path)
+    assert "\n" not in str(err.value)
+    assert len(load_penn_action(tmp_path, skip_corrupt=True)) == 1
+    with pytest.raises(FileNotFoundError, match="Penn Action folder not found"):
+        load_penn_action(tmp_path / "missing")
+
+
+def test_ntu_skeleton_picks_the_actor_and_splits(tmp_path):
+    num_frames = 12
+    rng = np.random.default_rng(0)
+    actor = rng.uniform(500, 900, (num_frames, 25, 2))
+    bystander = np.full((num_frames, 25, 2), 100.0)
+    bystander[8:] = np.nan  # leaves the scene
+    name = "S002C001P004R001A023"
+    (tmp_path / f"{name}.skeleton").write_text(skeleton_text(num_frames, {"7": bystander, "9": actor}))
+    kps = read_skeleton(tmp_path / f"{name}.skeleton")
+    assert kps.shape == (num_frames, 25, 3)
+    np.testing.assert_allclose(kps[..., :2], actor, atol=1e-3)
+    assert np.all(kps[:, 3, 2] == 0.5) and np.all(kps[:, 0, 2] == 1.0)  # inferred joint: 0.5
+    (seq,) = load_ntu(tmp_path, protocol="xview")
+    assert (seq.label, seq.layout, seq.split) == ("hand_waving", "ntu25", "test")
+    assert split_of(name, "xsub") == "train" and split_of(name, "xset") == "train"
+    assert split_of("S001C002P003R001A001", "xsub") == "test"
+
+
+def test_npz_round_trip_and_errors(tmp_path):
+    kps = moving_skeleton("squat", 25, np.random.default_rng(0))
+    save_npz(tmp_path / "a.npz", kps, "penn13", "squat", fps=25.0, split="val")
+    seq = load_npz(tmp_path / "a.npz")
+    np.testing.assert_array_equal(seq.keypoints, kps)
+    assert (seq.label, seq.fps, seq.split, seq.layout) == ("squat", 25.0, "val", "penn13")
+    np.savez(tmp_path / "b.npz", keypoints=kps, layout="penn13")
+    with pytest.raises(ValueError, match="missing array label"):
+        load_npz_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"\(T, 17, 3\)"):
+        save_npz(tmp_path / "c.npz", kps, "coco17", "x")
+
+
+def _write_video(path, frames: int, size=(64, 48)) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), (i * 8) % 255, np.uint8))
+    writer.release()
+
+
+def test_clip_folder_skips_empty_and_personless_clips(tmp_path, pose_model_path, tai_chi_video):
+    (tmp_path / "wave").mkdir()
+    (tmp_path / "tai_chi").mkdir()
+    _write_video(tmp_path / "wave" / "blank.avi", 10)            # nobody in it
+    (tmp_path / "wave" / "empty.mp4").write_bytes(b"")            # not a video at all
+    capture = cv2.VideoCapture(str(tai_chi_video))
+    writer = None
+    for _ in range(12):
+        ok, frame = capture.read()
+        writer = writer or cv2.VideoWriter(str(tmp_path / "tai_chi" / "a.avi"), cv2.VideoWriter_fourcc(*"MJPG"),
+                                           30.0, (frame.shape[1], frame.shape[0]))
+        writer.write(frame)
+    writer.release()
+    (seq,) = load_clip_folder(tmp_path, pose_model=str(pose_model_path))
+    assert (seq.label, seq.layout, seq.keypoints.shape) == ("tai_chi", "mediapipe33", (12, 33, 3))
+    assert (seq.keypoints[..., 2] > 0.5).mean() > 0.5
+    skips = sorted(p.name for p in (tmp_path / ".poses" / "wave").iterdir())
+    assert skips == ["blank.skip", "empty.skip"]
+    # Second run: everything is cached, MediaPipe is not needed (a bad model path would fail).
+    assert len(load_clip_folder(tmp_path, pose_model=str(tmp_path / "missing.task"))) == 1
+
+
+def test_clip_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="clips folder not found"):
+        load_clip_folder(tmp_path / "nothing")
+    (tmp_path / "wave").mkdir()
+    with pytest.raises(FileNotFoundError, match="no video clips"):
+        load_clip_folder(tmp_path)
+
+
+def test_windows_follow_the_ring_buffer_spacing():
+    sampling = TemporalSampling(16, 1.6)  # 0.1 s apart = 3 frames at 30 fps
+    idx = window_at(100, 30.0, sampling, 0.0)
+    assert idx.tolist() == list(range(0, 46, 3))
+    assert window_at(100, 30.0, sampling, 1.0)[-1] == 99
+    short = window_at(20, 30.0, sampling, 0.5)  # shorter than a window: spread, frames repeat
+    assert short[0] == 0 and short[-1] == 19 and len(short) == 16 and np.all(np.diff(short) >= 0)
+    windows = evaluation_windows(100, 30.0, sampling, 3)
+    assert windows.shape == (3, 16) and windows[0, 0] == 0 and windows[-1, -1] == 99
+    rng = np.random.default_rng(0)
+    fast = random_window(300, 30.0, sampling, rng, (1.5, 1.5))
+    assert np.all(np.abs(np.diff(fast) - 4.5) <= 1)
+
+
+def test_flip_swaps_left_and_right_joints():
+    kps = np.concatenate((STANDING, np.ones((13, 1), np.float32)), axis=1)[None].repeat(4, axis=0)
+    kps[:, PENN.index("left_wrist"), 1] = 10  # left hand raised
+    cfg = AugmentConfig(scale=(1, 1), aspect=0, rotation_degrees=0, shear=0, joint_offset=0, jitter=0,
+                        joint_dropout=0, point_dropout=0, frame_dropout=0, lower_body_dropout=0)
+    out = augment_keypoints(kps, "penn13", 200, cfg, np.random.default_rng(0), flip=True)
+    np.testing.assert_allclose(out, flip_keypoints(kps, "penn13", 200))
+    right, left = PENN.index("right_wrist"), PENN.index("left_wrist")
+    assert np.all(out[:, right, 1] == 10) and np.all(out[:, left, 1] != 10)
+    np.testing.assert_allclose(out[:, right, 0], 200 - kps[:, left, 0])
+    np.testing.assert_allclose(out[:, PENN.index("head")], kps[:, PENN.index("head")] * [-1, 1, 1] + [200, 0, 0])
+
+
+def test_augmentation_keeps_invisible_joints_invisible_and_moves_the_rest():
+    kps = np.concatenate((STANDING, np.ones((13, 1), np.float32)), axis=1)[None].repeat(16, axis=0)
+    kps[:, 4] = 0
+    for seed in range(20):
+        out = augment_keypoints(kps, "penn13", 200, AugmentConfig(), np.random.default_rng(seed), flip=False)
+        assert out.shape == kps.shape and np.all(out[:, 4] == 0)
+        assert (out[..., 2] > 0).any() and not np.allclose(out, kps)
+
+
+def test_window_dataset_rejects_unknown_classes_and_is_seeded(tmp_path):
+    seqs = load_npz_folder(make_npz_dataset(tmp_path, per_class=2))
+    with pytest.raises(ValueError, match="unknown class"):
+        WindowDataset(seqs, ["squat"], "penn13", TemporalSampling(), AugmentConfig())
+    names = sorted({s.label for s in seqs})
+    data = WindowDataset(seqs, names, "coco17", TemporalSampling(), AugmentConfig(), repeats=2)
+    assert len(data) == 12 and data[0]["keypoints"].shape == (16, 17, 3)
+    assert np.array_equal(data[3]["keypoints"], data[3]["keypoints"])
+    data.set_epoch(1)
+    assert not np.array_equal(data[3]["keypoints"], WindowDataset(seqs, names, "coco17", TemporalSampling(),
+                                                                  AugmentConfig(), repeats=2)[3]["keypoints"])
+    kept, held = stratified_split(seqs, 0.5, 0)
+    assert len(held) == 3 and {s.label for s in held} == set(names)

@@ -1,0 +1,89 @@
+"""Skeleton augmentation that closes the gap between dataset annotations and webcam poses.
+
+Annotated skeletons are clean, complete and drawn by people; MediaPipe skeletons from a webcam
+jitter, miss joints (often the whole lower body), place joints slightly differently (its "head"
+is the mean of the ears) and come mirrored. Each transform mimics one of these; all operate on
+``(T, J, 3)`` pixel keypoints of one window and keep invisible joints invisible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.skeleton import flip_keypoints, get_layout
+
+
+@dataclass
+class AugmentConfig:
+    """Probabilities and magnitudes; sizes are fractions of the person's size in the window."""
+
+    flip: float = 0.5
+    scale: tuple[float, float] = (0.8, 1.25)     # isotropic, before the model's box normalisation
+    aspect: float = 0.15                          # x/y stretch, log-uniform +-
+    rotation_degrees: float = 15.0
+    shear: float = 0.15
+    joint_offset: float = 0.03                    # constant per joint and window (annotation style)
+    jitter: float = 0.012                         # per joint and frame
+    joint_dropout: float = 0.06                   # a joint missing for the whole window
+    point_dropout: float = 0.04                   # a joint missing in one frame
+    frame_dropout: float = 0.03                   # no person found in a frame
+    lower_body_dropout: float = 0.1               # legs out of the camera's view
+    speed: tuple[float, float] = (0.75, 1.33)    # temporal speed jitter (used by the sampler)
+
+
+def _person_size(keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, float]:
+    points = keypoints[..., :2][visible]
+    if len(points) == 0:
+        return np.zeros(2, np.float32), 1.0
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return (lo + hi) / 2, float(max((hi - lo).max(), 1.0))
+
+
+def augment_keypoints(keypoints: np.ndarray, layout: str, width: float, cfg: AugmentConfig,
+                      rng: np.random.Generator, flip: bool, geometric: bool = True,
+                      min_confidence: float = 0.2) -> np.ndarray:
+    """Randomly transform one window ``(T, J, 3)`` of pixel keypoints; returns a new array.
+
+    ``flip`` is decided by the caller (it must mirror the RGB frames too); ``geometric=False``
+    skips the affine warp, for the ``rgb+pose`` modality where joints must stay on the image.
+    """
+    layout_ = get_layout(layout)
+    kps = flip_keypoints(keypoints, layout_, width) if flip else np.array(keypoints, np.float32)
+    visible = kps[..., 2] > min_confidence
+    centre, size = _person_size(kps, visible)
+    if geometric:
+        kps[..., :2] = _warp(kps[..., :2], centre, cfg, rng)
+    num_frames, num_joints = kps.shape[:2]
+    kps[..., :2] += rng.normal(0.0, cfg.joint_offset * size, (1, num_joints, 2))
+    kps[..., :2] += rng.normal(0.0, cfg.jitter * size, (num_frames, num_joints, 2))
+
+    drop = np.zeros((num_frames, num_joints), dtype=bool)
+    drop |= rng.uniform(size=(1, num_joints)) < cfg.joint_dropout
+    drop |= rng.uniform(size=(num_frames, num_joints)) < cfg.point_dropout
+    drop |= rng.uniform(size=(num_frames, 1)) < cfg.frame_dropout
+    if rng.uniform() < cfg.lower_body_dropout:
+        drop[:, _leg_joints(layout_.joint_names)] = True
+    drop |= ~visible
+    if not drop.all():  # an empty window teaches nothing: then keep every joint
+        kps[drop] = 0.0
+    else:
+        kps[~visible] = 0.0
+    return kps
+
+
+def _leg_joints(joint_names: tuple[str, ...]) -> list[int]:
+    parts = ("knee", "ankle", "foot", "heel", "toe", "foot_index")
+    return [i for i, name in enumerate(joint_names) if any(name.endswith(p) for p in parts)]
+
+
+def _warp(xy: np.ndarray, centre: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Random scale, aspect stretch, rotation and shear of ``(..., 2)`` points about ``centre``."""
+    angle = np.deg2rad(rng.uniform(-cfg.rotation_degrees, cfg.rotation_degrees))
+    stretch = np.exp(rng.uniform(-cfg.aspect, cfg.aspect))
+    scale = rng.uniform(*cfg.scale)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    shear = np.array([[1.0, rng.uniform(-cfg.shear, cfg.shear)], [0.0, 1.0]])
+    matrix = scale * rotation @ shear @ np.diag([stretch, 1.0 / stretch])
+    return ((xy - centre) @ matrix.T + centre).astype(np.float32)

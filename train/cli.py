@@ -1,0 +1,110 @@
+"""``star-har train`` and ``star-har eval``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", metavar="DIR", help="dataset folder (overrides data.root)")
+    parser.add_argument("--kind", choices=("penn_action", "ntu", "clips", "npz"),
+                        help="dataset format (overrides data.kind)")
+    parser.add_argument("--protocol", choices=("xsub", "xview", "xset"), help="NTU RGB+D split protocol")
+    parser.add_argument("--pose-model", metavar="TASK", help="MediaPipe pose_landmarker .task bundle, for --kind clips")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from train.config import load_config
+    from train.engine import train
+
+    overrides = list(args.set or [])
+    for key, value in (("epochs", args.epochs), ("optim.lr", args.lr), ("batch_size", args.batch_size),
+                       ("output", args.output), ("data.root", args.data), ("data.kind", args.kind),
+                       ("data.protocol", args.protocol), ("data.pose_model", args.pose_model),
+                       ("init", args.init), ("seed", args.seed)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.freeze_backbone:
+        overrides.append("freeze_backbone=true")
+    if args.classes:
+        overrides.append(f"data.classes=[{', '.join(args.classes.split(','))}]")
+    cfg = load_config(args.config, overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "star-har train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else None
+    summary = train(cfg, resume=args.resume, command=command, progress=not args.no_progress)
+    if summary:
+        best = summary.get("best", {})
+        print(f"best epoch {best.get('epoch')}: validation top-1 single-window {best.get('val_window_top1', float('nan')):.4f}, "
+              f"multi-window {best.get('val_top1', float('nan')):.4f}; {summary['train_time_s']:.0f} s; "
+              f"checkpoint {summary['output']}/best.pt" + (f", exported to {summary['export']}" if "export" in summary else ""))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from train.evaluate import evaluate_checkpoint
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = evaluate_checkpoint(args.checkpoint, data_root=args.data, kind=args.kind or "penn_action",
+                                 protocol=args.protocol, pose_model=args.pose_model, split=args.split,
+                                 windows=args.windows, batch_size=args.batch_size, output=args.output,
+                                 val_fraction=args.val_fraction, split_seed=args.split_seed)
+    print(f"{report['sequences']} sequences, {report['windows']} windows: top-1 {report['top1']:.4f} "
+          f"(single window {report['window_top1']:.4f}), top-5 {report['top5']:.4f}")
+    for name, acc in report["per_class"].items():
+        print(f"  {name:<24} {'-' if acc is None else f'{acc:.3f}'}")
+    print(f"report: {report['json']}, confusion matrix: {report['confusion_png']}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train or fine-tune a model from a YAML config",
+        description="Train a model on Penn Action, NTU RGB+D, your own clips or .npz skeletons. Settings come "
+                    "from --config (see configs/), then the options below, then --set key=value overrides. "
+                    "Writes best.pt (a star-har checkpoint), last.pt (resumable state), log.csv, tensorboard/, "
+                    "curves.png and confusion.png into the output folder. Under torchrun it trains with "
+                    "DistributedDataParallel (batch_size is the global batch).")
+    p.add_argument("--config", metavar="YAML", help="config file, e.g. configs/star_pose_penn.yaml")
+    _add_common(p)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float, help="learning rate (optim.lr)")
+    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--output", metavar="DIR", help="run folder (default from the config)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="fine-tune from this checkpoint; the head is replaced when the class list differs")
+    p.add_argument("--freeze-backbone", action="store_true", help="with --init: train only the classification head")
+    p.add_argument("--classes", metavar="A,B,...", help="train on these classes only, in this order")
+    p.add_argument("--resume", action="store_true", help="continue exactly from OUTPUT/last.pt")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config value, e.g. --set optim.name=adamw --set data.window_seconds=1.2")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for log files)")
+    p.set_defaults(handler=run_train)
+
+    e = subparsers.add_parser(
+        "eval", help="evaluate a checkpoint on a dataset",
+        description="Top-1/top-5 accuracy (single window and averaged over several windows per video), "
+                    "per-class accuracy, a confusion matrix PNG and a JSON report.")
+    e.add_argument("--checkpoint", required=True, metavar="PT")
+    e.add_argument("--data", required=True, metavar="DIR", help="dataset folder")
+    e.add_argument("--kind", choices=("penn_action", "ntu", "clips", "npz"), help="dataset format (default penn_action)")
+    e.add_argument("--protocol", choices=("xsub", "xview", "xset"), help="NTU RGB+D split protocol")
+    e.add_argument("--pose-model", metavar="TASK", help="MediaPipe .task bundle, for --kind clips")
+    e.add_argument("--split", choices=("all", "train", "val"), default="all",
+                   help="which sequences: all, or the train/val part of the same held-out split training used")
+    e.add_argument("--val-fraction", type=float, default=0.15, help="held-out fraction for --split train/val")
+    e.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split for --split train/val")
+    e.add_argument("--windows", type=int, default=5, help="windows averaged per video")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--output", metavar="DIR", default="runs/eval", help="where the JSON report and PNG go")
+    e.add_argument("--threads", type=int, help="torch CPU threads")
+    e.set_defaults(handler=run_eval)

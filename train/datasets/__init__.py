@@ -1,0 +1,61 @@
+"""Dataset loaders. Each returns a list of :class:`Sequence`; :func:`load_splits` turns a config's
+``data`` section into training and validation sequences plus the class list."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from train.datasets.base import Sequence, class_names_of, stratified_split
+
+log = logging.getLogger(__name__)
+
+KINDS = ("penn_action", "ntu", "clips", "npz")
+
+
+def load_sequences(data: dict[str, Any], root: str) -> list[Sequence]:
+    """All sequences of the dataset at ``root`` described by a config ``data`` section."""
+    kind = data["kind"]
+    if kind == "penn_action":
+        from train.datasets.penn import load_penn_action
+        return load_penn_action(root)
+    if kind == "ntu":
+        from train.datasets.ntu import load_ntu
+        return load_ntu(root, protocol=data.get("protocol", "xsub"))
+    if kind == "clips":
+        from train.datasets.clips import load_clip_folder
+        return load_clip_folder(root, pose_model=data.get("pose_model"))
+    if kind == "npz":
+        from train.datasets.npz import load_npz_folder
+        return load_npz_folder(root)
+    raise ValueError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def load_splits(data: dict[str, Any]) -> tuple[list[Sequence], list[Sequence], list[str]]:
+    """(train, validation, class_names) for a config ``data`` section.
+
+    Validation comes from ``val_root`` when given, else from the sequences marked ``val``/``test``
+    by the dataset's own split, else from a stratified ``val_fraction`` held out with
+    ``split_seed``. ``classes`` keeps (and orders) only the listed classes.
+    """
+    if not data.get("root"):
+        raise ValueError("no dataset given: set data.root in the config or pass --data")
+    sequences = load_sequences(data, data["root"])
+    if data.get("val_root"):
+        train, val = sequences, load_sequences(data, data["val_root"])
+    elif any(s.split in ("val", "test") for s in sequences):
+        train = [s for s in sequences if s.split not in ("val", "test")]
+        val = [s for s in sequences if s.split in ("val", "test")]
+    else:
+        train, val = stratified_split(sequences, float(data["val_fraction"]), int(data["split_seed"]))
+    classes = list(data["classes"]) if data.get("classes") else class_names_of(train)
+    if data.get("classes"):
+        missing = sorted(set(classes) - {s.label for s in train})
+        if missing:
+            raise ValueError(f"class(es) {', '.join(missing)} have no training sequence")
+        train = [s for s in train if s.label in classes]
+        val = [s for s in val if s.label in classes]
+    if not train:
+        raise ValueError(f"no training sequences in {data['root']}")
+    log.info("%d training and %d validation sequences, %d classes", len(train), len(val), len(classes))
+    return train, val, classes

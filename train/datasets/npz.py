@@ -1,0 +1,63 @@
+"""The star-har skeleton format: one ``.npz`` per sequence, for any skeleton dataset.
+
+Arrays: ``keypoints`` (T, J, 3) float (x, y in pixels, confidence in [0, 1], 0 = missing),
+``layout`` (a joint layout name of ``model.skeleton``: penn13, coco17, mediapipe33, ntu25,
+openpose25), ``label`` (class name); optional ``fps`` (default 30), ``width``/``height`` (default:
+the keypoints' extent) and ``split`` (train / val / test). Write one with :func:`save_npz`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from model import get_layout
+from train.datasets.base import Sequence, require_dir
+
+log = logging.getLogger(__name__)
+
+
+def save_npz(path: str | Path, keypoints: np.ndarray, layout: str, label: str, fps: float = 30.0,
+             width: float | None = None, height: float | None = None, split: str | None = None) -> None:
+    """Write one sequence in the star-har ``.npz`` skeleton format."""
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (get_layout(layout).num_joints, 3):
+        raise ValueError(f"keypoints must be (T, {get_layout(layout).num_joints}, 3) for {layout}, got {keypoints.shape}")
+    extra = {k: v for k, v in (("width", width), ("height", height), ("split", split)) if v is not None}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, keypoints=keypoints, layout=layout, label=label, fps=fps, **extra)
+
+
+def load_npz(path: str | Path) -> Sequence:
+    """Read one ``.npz`` sequence; ValueError (one line) when fields are missing or malformed."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keypoints = np.asarray(npz["keypoints"], dtype=np.float32)
+            layout, label = str(npz["layout"]), str(npz["label"])
+            fps = float(npz["fps"]) if "fps" in npz else 30.0
+            split = str(npz["split"]) if "split" in npz else None
+            size = [float(npz[k]) if k in npz else None for k in ("width", "height")]
+    except KeyError as exc:
+        raise ValueError(f"{path}: missing array {exc.args[0]} (need keypoints, layout, label)") from None
+    except Exception as exc:  # numpy raises several types on truncated or foreign files
+        raise ValueError(f"unreadable skeleton file {path}: {exc}") from None
+    joints = get_layout(layout).num_joints
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (joints, 3) or len(keypoints) == 0:
+        raise ValueError(f"{path}: keypoints must be (T, {joints}, 3) for layout {layout}, got {keypoints.shape}")
+    visible = keypoints[..., 2] > 0
+    extent = keypoints[..., :2][visible].max(axis=0) if visible.any() else np.ones(2)
+    width, height = (s if s is not None else float(e) for s, e in zip(size, extent))
+    return Sequence(name=path.stem, label=label, keypoints=keypoints, layout=layout, fps=fps,
+                    width=width, height=height, split=split)
+
+
+def load_npz_folder(root: str | Path) -> list[Sequence]:
+    """Every ``*.npz`` under ``root`` (recursively)."""
+    root = require_dir(root, "skeleton (.npz)")
+    files = sorted(root.rglob("*.npz"))
+    if not files:
+        raise FileNotFoundError(f"no .npz skeleton files in {root}")
+    return [load_npz(path) for path in files]

@@ -1,0 +1,383 @@
+"""The training loop: seeding, optimisers and schedules, exact resume, DDP, logging, evaluation.
+
+Runs in one process or under ``torchrun`` (DistributedDataParallel, gloo on CPU / nccl on GPU).
+Every global batch is split into equal contiguous per-rank slices and DDP averages gradients, so
+``N`` processes with ``batch_size / N`` samples each take exactly the steps one process takes
+with ``batch_size`` (checked by the tests).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from model import TemporalSampling, build_model, get_layout, load_checkpoint, save_checkpoint
+from model.checkpoint import atomic_torch_save
+from train.augment import AugmentConfig
+from train.datasets import load_splits
+from train.metrics import plot_confusion, plot_curves, summarize
+from train.windows import WindowDataset
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "last.pt"
+BEST_FILE = "best.pt"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = False
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Global batches from a seeded per-epoch permutation; rank ``r`` of ``W`` takes the ``r``-th
+    contiguous slice of each. Incomplete last batches are dropped (equal steps on every rank)."""
+
+    def __init__(self, size: int, global_batch: int, rank: int = 0, world: int = 1, seed: int = 0) -> None:
+        if global_batch % world:
+            raise ValueError(f"batch_size {global_batch} is not divisible by the {world} processes")
+        if size < global_batch:
+            raise ValueError(f"only {size} training windows for a batch of {global_batch}: lower batch_size")
+        self.size, self.global_batch, self.rank, self.world, self.seed = size, global_batch, rank, world, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.global_batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        local = self.global_batch // self.world
+        for b in range(len(self)):
+            start = b * self.global_batch + self.rank * local
+            yield order[start:start + local].tolist()
+
+
+def build_optimizer(params: list[nn.Parameter], optim: dict[str, Any]) -> torch.optim.Optimizer:
+    name = optim["name"].lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=optim["lr"], momentum=optim.get("momentum", 0.9),
+                               weight_decay=optim.get("weight_decay", 0.0))
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=optim["lr"], betas=tuple(optim.get("betas", (0.9, 0.999))),
+                                 weight_decay=optim.get("weight_decay", 0.01))
+    raise ValueError(f"unknown optimizer {optim['name']!r}; use sgd or adamw")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, schedule: dict[str, Any], epochs: int,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step linear warm-up then cosine decay to ``min_lr_ratio`` (or a constant rate)."""
+    name = schedule["name"].lower()
+    if name not in ("cosine", "constant"):
+        raise ValueError(f"unknown schedule {schedule['name']!r}; use cosine or constant")
+    warmup = int(schedule.get("warmup_epochs", 0) * steps_per_epoch)
+    total = max(epochs * steps_per_epoch, 1)
+    floor = float(schedule.get("min_lr_ratio", 0.0))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if name == "constant":
+            return 1.0
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Module, str, TemporalSampling]:
+    """The model for ``cfg`` (fresh, or from ``cfg['init']`` with its head resized to the classes).
+
+    Returns (model, joint_layout, sampling); a fine-tuned model keeps its checkpoint's layout.
+    """
+    data = cfg["data"]
+    sampling = TemporalSampling(int(data["frames_per_window"]), float(data["window_seconds"]))
+    if cfg.get("init"):
+        ck = load_checkpoint(cfg["init"])
+        hparams = {k: v for k, v in ck.hparams.items() if k != "backbone_weights"}
+        net = build_model(ck.model_name, len(class_names), **hparams)
+        own = net.state_dict()
+        compatible = {k: v for k, v in ck.state_dict.items() if k in own and own[k].shape == v.shape}
+        net.load_state_dict(compatible, strict=False)
+        replaced = sorted(set(own) - set(compatible))
+        log.info("initialised from %s (%s -> %d classes); new: %s", cfg["init"], len(ck.class_names),
+                 len(class_names), ", ".join(replaced) or "nothing")
+        layout = ck.joint_layout
+    else:
+        model_cfg = dict(cfg["model"])
+        name = model_cfg.pop("name")
+        layout = model_cfg.pop("layout", "penn13")
+        net = build_model(name, len(class_names), num_joints=get_layout(layout).num_joints, **model_cfg)
+    if cfg.get("freeze_backbone"):
+        for key, param in net.named_parameters():
+            param.requires_grad_(key.startswith("head."))
+    return net, layout, sampling
+
+
+def model_name_of(cfg: dict[str, Any]) -> str:
+    return load_checkpoint(cfg["init"]).model_name if cfg.get("init") else cfg["model"]["name"]
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast("cuda", dtype=torch.float16) if enabled and device.type == "cuda" else nullcontext()
+
+
+@torch.no_grad()
+def predict_windows(net: nn.Module, dataset: WindowDataset, batch_size: int, device: torch.device,
+                    amp: bool = False, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits ``(N, K)``, labels ``(N,)`` and sequence indices ``(N,)`` of every window of ``dataset``."""
+    net.eval()
+    scores, labels, sequences = [], [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
+        frames = batch["frames"].to(device) if "frames" in batch else None
+        with _autocast(device, amp):
+            logits = net(frames, batch["keypoints"].to(device)).logits
+        scores.append(logits.float().cpu().numpy())
+        labels.append(batch["label"].numpy())
+        sequences.append(batch["sequence"].numpy())
+    if not scores:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(scores), np.concatenate(labels), np.concatenate(sequences)
+
+
+def _write_csv(history: list[dict], path: Path) -> None:
+    keys = list(dict.fromkeys(k for h in history for k in h))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world, device
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(cfg: dict[str, Any], resume: bool = False, command: str | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Train as configured; returns the summary (also ``summary.json`` in the output folder).
+
+    Writes to ``cfg['output']``: ``last.pt`` (full training state, every epoch), ``best.pt`` (a
+    star-har checkpoint, best validation single-window top-1), ``log.csv``, ``tensorboard/``,
+    ``curves.png``, ``confusion.png``, ``summary.json``.
+    """
+    rank, world, device = _distributed()
+    seed_everything(int(cfg["seed"]))
+    out = Path(cfg["output"])
+    state_path = out / STATE_FILE
+    if resume and not state_path.is_file():
+        raise FileNotFoundError(f"nothing to resume: {state_path} does not exist")
+    train_seqs, val_seqs, class_names = load_splits(cfg["data"])
+    net, layout, sampling = build_network(cfg, class_names)
+    model_name = model_name_of(cfg)
+    modality = net.hparams.get("modality", "pose")
+    data = cfg["data"]
+    augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()})
+    train_set = WindowDataset(train_seqs, class_names, layout, sampling, augment, repeats=int(data["repeats"]),
+                              modality=modality, image_size=int(data["image_size"]), seed=int(cfg["seed"]))
+    val_set = WindowDataset(val_seqs, class_names, layout, sampling, None,
+                            windows_per_sequence=int(data["eval_windows"]), modality=modality,
+                            image_size=int(data["image_size"]))
+    sampler = ShardedBatchSampler(len(train_set), int(cfg["batch_size"]), rank, world, int(cfg["seed"]))
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=int(cfg["num_workers"]))
+
+    net.to(device)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, cfg["optim"])
+    epochs = int(cfg["epochs"])
+    scheduler = build_scheduler(optimizer, cfg["schedule"], epochs, len(sampler))
+    amp = bool(cfg["amp"]) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    num_params = sum(p.numel() for p in net.parameters())
+
+    history: list[dict] = []
+    best: dict[str, Any] = {"val_window_top1": -1.0}
+    start_epoch, elapsed = 0, 0.0
+    if resume:
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history, best, start_epoch, elapsed = state["history"], state["best"], state["epoch"], state["elapsed"]
+        _set_rng_state(state["rng"])
+        log.info("resumed from %s at epoch %d", state_path, start_epoch)
+
+    writer = None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_epoch + 1)
+        log.info("%s (%s, %.2fM parameters) on %s x%d: %d training windows/epoch, %d validation windows",
+                 model_name, modality, num_params / 1e6, device, world, len(train_set), len(val_set))
+    limit = cfg.get("time_limit_minutes")
+    epoch = start_epoch
+    for epoch in range(start_epoch, epochs):
+        tic = time.time()
+        model.train()
+        train_set.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress or rank != 0)
+        for batch in bar:
+            keypoints, labels = batch["keypoints"].to(device), batch["label"].to(device)
+            frames = batch["frames"].to(device) if "frames" in batch else None
+            with _autocast(device, amp):
+                logits = model(frames, keypoints).logits
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=float(cfg["label_smoothing"]))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.get("grad_clip"):
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(params, float(cfg["grad_clip"]))
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            totals += torch.tensor([loss.item() * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)],
+                                   dtype=torch.float64)
+            bar.set_postfix(loss=f"{totals[0] / totals[2]:.3f}", acc=f"{totals[1] / totals[2]:.3f}")
+        if world > 1:
+            dist.all_reduce(totals)
+        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                  "train_loss": float(totals[0] / totals[2]), "train_acc": float(totals[1] / totals[2])}
+        stop = torch.zeros(1)
+        if rank == 0:
+            record.update(_validate(net, val_set, class_names, cfg, device, amp, progress))
+            elapsed += time.time() - tic  # wall time of the epoch, validation included
+            record["time_s"] = round(elapsed, 1)
+            history.append(record)
+            improved = record.get("val_window_top1", 0.0) > best["val_window_top1"] or not val_seqs
+            if improved:
+                best = {k: v for k, v in record.items() if k != "val_report"}
+                meta = _meta(cfg, command, best, elapsed, num_params, len(train_seqs), len(val_seqs))
+                save_checkpoint(out / BEST_FILE, net, model_name=model_name, class_names=class_names,
+                                joint_layout=layout, sampling=sampling, meta=meta)
+            _log_epoch(record, history, writer, out, improved)
+            atomic_torch_save({"epoch": epoch + 1, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                               "history": history, "best": best, "elapsed": elapsed, "rng": _rng_state(),
+                               "config": cfg}, state_path)
+            per_epoch = elapsed / (epoch + 1 - start_epoch) if epoch + 1 > start_epoch else 0
+            if limit and elapsed + per_epoch > float(limit) * 60 and epoch + 1 < epochs:
+                log.info("stopping after epoch %d: the next would overrun time_limit_minutes=%s", epoch + 1, limit)
+                stop[0] = 1
+        if world > 1:
+            dist.broadcast(stop, 0)
+        if stop.item():
+            break
+    summary: dict[str, Any] = {}
+    if rank == 0:
+        summary = _finish(cfg, command, out, history, best, elapsed, num_params, class_names, writer,
+                          len(train_seqs), len(val_seqs), epoch + 1 if history else start_epoch)
+    if world > 1:
+        dist.barrier()
+    return summary
+
+
+def _validate(net: nn.Module, val_set: WindowDataset, class_names: list[str], cfg: dict[str, Any],
+              device: torch.device, amp: bool, progress: bool) -> dict[str, Any]:
+    if len(val_set) == 0:
+        return {}
+    scores, labels, sequences = predict_windows(net, val_set, int(cfg["batch_size"]), device, amp, progress)
+    report = summarize(scores, labels, sequences, class_names)
+    loss = F.cross_entropy(torch.from_numpy(scores), torch.from_numpy(labels)).item()
+    return {"val_loss": loss, "val_window_top1": report["window_top1"], "val_top1": report["top1"],
+            "val_top5": report["top5"], "val_report": report}
+
+
+def _log_epoch(record: dict, history: list[dict], writer, out: Path, improved: bool) -> None:
+    scalars = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "epoch"}
+    for key, value in scalars.items():
+        writer.add_scalar(key, value, record["epoch"])
+    writer.flush()
+    flat = [{k: v for k, v in h.items() if k != "val_report"} for h in history]
+    _write_csv(flat, out / "log.csv")
+    plot_curves(flat, out / "curves.png")
+    log.info("epoch %d: %s%s", record["epoch"],
+             ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()), " (best)" if improved else "")
+
+
+def _meta(cfg: dict[str, Any], command: str | None, best: dict, elapsed: float, num_params: int,
+          num_train: int, num_val: int) -> dict[str, Any]:
+    import platform
+    return {"command": command, "config": json.loads(json.dumps(cfg, default=str)),
+            "dataset": {"kind": cfg["data"]["kind"], "root": str(cfg["data"]["root"]),
+                        "train_sequences": num_train, "val_sequences": num_val},
+            "best_epoch": best.get("epoch"), "validation": {k: v for k, v in best.items() if k.startswith("val_")},
+            "train_time_s": round(elapsed, 1), "parameters": num_params,
+            "machine": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}".strip()}
+
+
+def _finish(cfg: dict[str, Any], command: str | None, out: Path, history: list[dict], best: dict,
+            elapsed: float, num_params: int, class_names: list[str], writer, num_train: int, num_val: int,
+            epochs_done: int) -> dict[str, Any]:
+    """Final meta into best.pt (total training time), confusion PNG, summary.json, export."""
+    writer.close()
+    summary = {"epochs": epochs_done, "train_time_s": round(elapsed, 1), "parameters": num_params,
+               "best": best, "output": str(out)}
+    best_path = out / BEST_FILE
+    if best_path.is_file():
+        ck = load_checkpoint(best_path)
+        meta = _meta(cfg, command, best, elapsed, num_params, num_train, num_val)
+        meta["epochs_run"] = epochs_done
+        save_checkpoint(best_path, ck.build(), model_name=ck.model_name, class_names=ck.class_names,
+                        joint_layout=ck.joint_layout, sampling=ck.sampling, meta=meta)
+        report = next((h["val_report"] for h in history if h["epoch"] == best.get("epoch") and "val_report" in h), None)
+        if report is not None:
+            plot_confusion(np.array(report["confusion"]), class_names, out / "confusion.png",
+                           f"validation, epoch {best['epoch']} (multi-window top-1 {report['top1']:.3f})")
+            summary["validation"] = report
+        if cfg.get("export"):
+            export = Path(cfg["export"])
+            export.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(export, ck.build(), model_name=ck.model_name, class_names=ck.class_names,
+                            joint_layout=ck.joint_layout, sampling=ck.sampling, meta=meta)
+            summary["export"] = str(export)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

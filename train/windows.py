@@ -1,0 +1,135 @@
+"""Torch datasets of windows cut from :class:`~train.datasets.base.Sequence` objects.
+
+Each item is a dict: ``keypoints`` ``(F, J, 3)`` float32 in the model's joint layout, ``label``
+(int), ``sequence`` (index of its sequence, for multi-window averaging) and, for the ``rgb+pose``
+modality, ``frames`` ``(3, F, S, S)`` normalised with the Kinetics mean/std (keypoints are then in
+pixels of those S x S frames).
+
+Randomness is drawn from a generator seeded by (seed, epoch, item), so an epoch's windows do not
+depend on worker count, process rank or whether training was resumed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from model import TemporalSampling, convert_keypoints
+from model.backbone import KINETICS_MEAN, KINETICS_STD
+from train.augment import AugmentConfig, augment_keypoints
+from train.datasets.base import Sequence
+from train.sampling import evaluation_windows, random_window
+
+
+def read_frames(source: Path, indices: np.ndarray, size: int) -> np.ndarray:
+    """RGB frames ``(F, size, size, 3)`` uint8 at ``indices`` from a folder of images or a video."""
+    wanted = sorted(set(int(i) for i in indices))
+    images: dict[int, np.ndarray] = {}
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        for i in wanted:
+            image = cv2.imread(str(files[min(i, len(files) - 1)]))
+            if image is None:
+                raise ValueError(f"unreadable frame {files[min(i, len(files) - 1)]}")
+            images[i] = image
+    else:
+        capture = cv2.VideoCapture(str(source))
+        capture.set(cv2.CAP_PROP_POS_FRAMES, wanted[0])
+        position, last = wanted[0], None
+        for i in wanted:
+            while position <= i:
+                ok, frame = capture.read()
+                last = frame if ok else last
+                position += 1
+            if last is None:
+                raise ValueError(f"unreadable video {source}")
+            images[i] = last
+        capture.release()
+    resized = [cv2.resize(images[int(i)], (size, size), interpolation=cv2.INTER_AREA) for i in indices]
+    return np.stack(resized)[..., ::-1]  # BGR -> RGB
+
+
+def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """``(F, H, W, 3)`` uint8 RGB -> ``(3, F, H, W)`` float, Kinetics-normalised."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255).permute(3, 0, 1, 2)
+    mean = torch.tensor(KINETICS_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(KINETICS_STD).view(3, 1, 1, 1)
+    return (tensor - mean) / std
+
+
+class WindowDataset(Dataset):
+    """Windows of labelled sequences for training (random) or evaluation (fixed).
+
+    Args:
+        sequences: the dataset's sequences (any joint layout; converted to ``layout`` once).
+        class_names: label order; a sequence with another label raises ValueError.
+        layout: the model's joint layout.
+        sampling: frames per window and their span in seconds.
+        augment: augmentation for training windows; None for evaluation.
+        windows_per_sequence: evaluation windows per sequence (ignored in training, where each
+            item is one random window of sequence ``index % len(sequences)``).
+        repeats: training items per sequence and epoch.
+        modality: ``"pose"`` or ``"rgb+pose"`` (then sequences must have ``frames``).
+    """
+
+    def __init__(self, sequences: list[Sequence], class_names: list[str], layout: str,
+                 sampling: TemporalSampling, augment: AugmentConfig | None = None,
+                 windows_per_sequence: int = 1, repeats: int = 1, modality: str = "pose",
+                 image_size: int = 112, seed: int = 0) -> None:
+        index = {name: i for i, name in enumerate(class_names)}
+        unknown = sorted({s.label for s in sequences} - set(index))
+        if unknown:
+            raise ValueError(f"unknown class(es) {', '.join(unknown)}; the class list is {', '.join(class_names)}")
+        if modality == "rgb+pose":
+            missing = [s.name for s in sequences if s.frames is None]
+            if missing:
+                raise ValueError(f"the rgb+pose modality needs RGB frames; {len(missing)} sequences have none "
+                                 f"(e.g. {missing[0]})")
+        self.sequences = sequences
+        self.keypoints = [convert_keypoints(s.keypoints, s.layout, layout) for s in sequences]
+        self.labels = [index[s.label] for s in sequences]
+        self.layout, self.sampling, self.augment = layout, sampling, augment
+        self.modality, self.image_size, self.seed = modality, image_size, seed
+        self.repeats = repeats
+        self.epoch = 0
+        self.windows = None if augment is not None else [
+            (s, w) for s, seq in enumerate(sequences)
+            for w in evaluation_windows(seq.num_frames, seq.fps, sampling, windows_per_sequence)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.sequences) * self.repeats if self.windows is None else len(self.windows)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        if self.windows is None:
+            rng = np.random.default_rng((self.seed, self.epoch, item))
+            seq_index = item % len(self.sequences)
+            seq = self.sequences[seq_index]
+            indices = random_window(seq.num_frames, seq.fps, self.sampling, rng, self.augment.speed)
+            flip = bool(rng.uniform() < self.augment.flip)
+        else:
+            seq_index, indices = self.windows[item]
+            seq, rng, flip = self.sequences[seq_index], None, False
+        keypoints = self.keypoints[seq_index][indices]
+        out = {"label": torch.tensor(self.labels[seq_index]), "sequence": torch.tensor(seq_index)}
+        if self.modality == "rgb+pose":
+            frames = read_frames(seq.frames, indices, self.image_size)
+            if flip:
+                frames = frames[:, :, ::-1]
+            out["frames"] = frames_to_tensor(frames)
+            keypoints = keypoints * np.array([self.image_size / seq.width, self.image_size / seq.height, 1],
+                                             dtype=np.float32)
+            width = float(self.image_size)
+        else:
+            width = seq.width
+        if rng is not None:
+            keypoints = augment_keypoints(keypoints, self.layout, width, self.augment, rng, flip,
+                                          geometric=self.modality == "pose")
+        out["keypoints"] = torch.from_numpy(np.ascontiguousarray(keypoints, dtype=np.float32))
+        return out
