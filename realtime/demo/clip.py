@@ -26,6 +26,7 @@ from tqdm import tqdm
 from model.skeleton import get_layout
 from realtime.demo.body import ACTIONS, JOINT_INDEX
 from realtime.demo.render import frame_camera, render_frame
+from realtime.pose import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,6 @@ log = logging.getLogger(__name__)
 RENDER_VERSION = 1
 DEFAULT_ACTIONS: tuple[str, ...] = ("jumping_jacks", "squat", "pushup", "situp", "pullup", "bench_press")
 GT_LAYOUT = "penn13"
-
-
-def cache_dir() -> Path:
-    """``$STAR_HAR_CACHE`` or ``~/.cache/star-har``."""
-    return Path(os.environ.get("STAR_HAR_CACHE", Path.home() / ".cache" / "star-har"))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,200 @@
+"""``star-har demo`` (the built-in demo) and ``star-har gui`` (the desktop app).
+
+``star-har demo`` needs no arguments: it uses the webcam when one answers, otherwise the demo clip
+rendered by :mod:`realtime.demo.clip` (made by this project's code), and the checkpoint shipped in
+``assets/``. With a display it opens the GUI; without one it runs headless, writes the annotated
+video and the JSON Lines predictions, and prints how well each action of the clip was recognised.
+
+The GUI's own module (:mod:`realtime.gui`) imports PyQt6, so these commands are registered from
+here: the CLI keeps working where PyQt6 is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def webcam_available(index: int = 0) -> bool:
+    """Whether camera ``index`` opens and delivers a frame (checked quickly, then released)."""
+    if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
+        return False  # no device node: skip OpenCV's slow probing and its warnings
+    import cv2
+
+    capture = cv2.VideoCapture(index)
+    try:
+        return capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()
+
+
+@dataclass(frozen=True)
+class SegmentScore:
+    """How the predictions whose window lies inside one segment of the clip went."""
+
+    action: str
+    windows: int
+    correct: int
+    most_predicted: str | None
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.windows if self.windows else 0.0
+
+    @property
+    def recognised(self) -> bool:
+        """The action the model named most often in the segment is the right one."""
+        return self.most_predicted == self.action
+
+
+def score_segments(records: list[dict], segments) -> list[SegmentScore]:
+    """Score JSON Lines ``records`` (``star-har run`` schema) against the clip's ``segments``.
+
+    Only windows entirely inside a segment count (windows straddling a cut mix two actions);
+    a window counts as correct when its label (a confident one) is the segment's action.
+    """
+    scores = []
+    for segment in segments:
+        inside = [r for r in records if segment.start <= r["frame_range"][0] and r["frame_range"][1] < segment.end]
+        labels = Counter(r["label"] or r["state"] for r in inside)
+        scores.append(SegmentScore(segment.action, len(inside), labels.get(segment.action, 0),
+                                   labels.most_common(1)[0][0] if labels else None))
+    return scores
+
+
+def format_scores(scores: list[SegmentScore]) -> str:
+    width = max(len(s.action) for s in scores)
+    lines = [f"{'action in the clip':<{width}}  windows  correct  most predicted"]
+    for s in scores:
+        mark = "ok" if s.recognised else "--"
+        lines.append(f"{s.action:<{width}}  {s.windows:7d}  {s.accuracy:6.0%}   {s.most_predicted or '-'} {mark}")
+    recognised = sum(s.recognised for s in scores)
+    lines.append(f"recognised {recognised} of {len(scores)} actions "
+                 f"({sum(s.correct for s in scores)} of {sum(s.windows for s in scores)} windows correct)")
+    return "\n".join(lines)
+
+
+def _gui_available() -> bool:
+    from realtime.cli import _has_display
+
+    if not _has_display():
+        return False
+    try:
+        import realtime.gui  # noqa: F401
+    except ImportError as exc:
+        log.info("GUI unavailable (%s): running headless", exc)
+        return False
+    return True
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from model import load_checkpoint
+    from realtime.cli import format_summary, run_headless
+    from realtime.demo.clip import generate_demo_clip
+    from realtime.pipeline import PipelineConfig
+    from star_har.cli import UserError
+
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise UserError(f"checkpoint not found: {checkpoint} (the shipped model is assets/star_pose_penn.pt; "
+                        "pass --checkpoint PATH)")
+    load_checkpoint(checkpoint)  # a bad file fails here, in one line
+    clip = None
+    if args.source is not None:
+        source = args.source
+    elif not args.clip and webcam_available(0):
+        source = "0"
+        print("demo: using the webcam (camera 0); pass --clip for the generated demo clip")
+    else:
+        clip = generate_demo_clip(args.output_dir, seconds_per_action=args.seconds_per_action,
+                                  force=args.regenerate)
+        source = str(clip.video)
+        print(f"demo: no webcam, playing the generated demo clip {clip.video}\n"
+              f"      actions: {', '.join(s.action for s in clip.segments)}")
+    config = PipelineConfig(source=source, checkpoint=checkpoint, engine=args.engine, hop=args.hop,
+                            threshold=args.threshold, pose_model=args.pose_model)
+    if not args.headless and _gui_available():
+        from realtime.gui import launch
+
+        extra = [("demo clip", str(clip.video))] if clip is not None else []
+        return launch(config, sources=extra)
+
+    from realtime.pose import cache_dir
+
+    out_dir = Path(args.output_dir) if args.output_dir else cache_dir() / "demo"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jsonl, video = out_dir / "demo_predictions.jsonl", out_dir / "demo_annotated.mp4"
+    print("demo: no display, running headless" if not args.headless else "demo: running headless")
+    summary = run_headless(config, jsonl, video, quiet=True)
+    print(format_summary(summary))
+    if clip is not None:
+        records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+        print(format_scores(score_segments(records, clip.segments)))
+    print(f"annotated video: {video}\npredictions (JSON Lines): {jsonl}")
+    return 130 if summary["interrupted"] else 0
+
+
+def _run_gui(args: argparse.Namespace) -> int:
+    from realtime.gui.app import run_gui
+
+    return run_gui(args)
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    from realtime import DEFAULT_CHECKPOINT
+
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="star-har checkpoint (.pt)")
+    parser.add_argument("--engine", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"),
+                        help="inference engine (auto: the fastest available)")
+    parser.add_argument("--hop", type=int, default=8, help="stream frames between two predictions")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="smoothed probability below which the answer is 'no confident action'")
+    parser.add_argument("--pose-model", metavar="PATH",
+                        help="MediaPipe pose_landmarker_full.task (default: $STAR_HAR_POSE_MODEL, the cache, "
+                             "or download)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    demo = subparsers.add_parser(
+        "demo", help="the built-in demo: webcam, or a generated clip of exercises; no arguments needed",
+        description="Recognise actions with the shipped model. Uses the webcam when one is present, "
+                    "otherwise renders (once, then cached) a demo clip of a procedurally animated person "
+                    "doing jumping jacks, squats, push-ups, sit-ups, pull-ups and bench presses. "
+                    "Opens the GUI when there is a display; otherwise runs headless, writes the annotated "
+                    "video and the JSON Lines predictions, and scores each action of the clip.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    demo.add_argument("--source", help="use this webcam index, video, URL or folder instead")
+    demo.add_argument("--clip", action="store_true", help="use the generated clip even when a webcam is present")
+    demo.add_argument("--headless", action="store_true", help="no GUI, even with a display")
+    demo.add_argument("--output-dir", metavar="DIR",
+                      help="where the clip, annotated video and predictions go (default ~/.cache/star-har/demo, "
+                           "$STAR_HAR_CACHE/demo)")
+    demo.add_argument("--seconds-per-action", type=float, default=4.0, help="length of each action in the clip")
+    demo.add_argument("--regenerate", action="store_true", help="render the clip again even when cached")
+    _common_options(demo)
+    demo.set_defaults(handler=run_demo)
+
+    gui = subparsers.add_parser(
+        "gui", help="the desktop app: live video, skeleton, predictions, importance bars",
+        description="Open the star-har window: live video with the skeleton, the predicted action with "
+                    "the next best ones, per-frame importance bars for the current window, a timeline, "
+                    "and controls for source, checkpoint, engine, hop, threshold and recording. "
+                    "Keys: Ctrl+Enter start, Space pause, Esc stop, Ctrl+O open file, Ctrl+R record, "
+                    "Ctrl+Q quit.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    gui.add_argument("--source", help="start at once with this webcam index, video file, URL or folder")
+    _common_options(gui)
+    gui.add_argument("--screenshot", metavar="OUT.png",
+                     help="save a PNG of the window after --screenshot-after predictions, then quit "
+                          "(works without a display)")
+    gui.add_argument("--screenshot-after", type=int, default=6, metavar="N",
+                     help="predictions to wait for before the screenshot")
+    gui.set_defaults(handler=_run_gui, device="auto", fp16=False, smoothing=0.5, top_k=3, num_poses=1,
+                     pose_every_frame=False, realtime_pace=True, max_frames=None, fps=None)

@@ -1,0 +1,85 @@
+"""Starting the GUI: the QApplication, :func:`launch` and screenshots (``star-har gui``, whose
+options are defined in :mod:`realtime.demo.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from realtime.cli import _has_display as has_display
+
+log = logging.getLogger(__name__)
+
+
+def create_app():
+    """The QApplication (created once). OpenCV's wheel points ``QT_QPA_PLATFORM_PLUGIN_PATH`` at
+    its own Qt 5 plugins when imported, which PyQt6 must not load: the variable is dropped."""
+    import cv2  # noqa: F401  (sets the variable on first import: import it before dropping it)
+
+    os.environ.pop("QT_QPA_PLATFORM_PLUGIN_PATH", None)
+    from PyQt6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+        app.setApplicationName("star-har")
+    return app
+
+
+def launch(config, *, autostart: bool = True, sources: list[tuple[str, str]] | None = None,
+           screenshot: str | Path | None = None, screenshot_after: int = 6, timeout_s: float = 180.0,
+           factory=None) -> int:
+    """Open the main window for ``config`` (a :class:`~realtime.pipeline.PipelineConfig`) and run
+    the event loop until it closes; returns the exit code.
+
+    autostart: start ``config.source`` at once. sources: extra (label, source) entries for the
+    source list. screenshot: save a PNG of the window once ``screenshot_after`` predictions were
+    shown (or at ``timeout_s``), then quit; without a display this renders off screen.
+    """
+    if screenshot is not None and not has_display():
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = create_app()
+    from PyQt6.QtCore import QTimer
+
+    from realtime.gui.controller import default_factory
+    from realtime.gui.window import MainWindow
+
+    window = MainWindow(config, factory or default_factory, sources)
+    window.show()
+    if autostart:
+        QTimer.singleShot(0, window.start)
+    if screenshot is not None:
+        path = Path(screenshot)
+
+        def save() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not window.grab().save(str(path)):
+                log.error("could not write %s", path)
+            print(f"screenshot: {path} ({window.predictions_seen} predictions shown)")
+            window.close()
+
+        def check() -> None:
+            if window.predictions_seen >= screenshot_after:
+                save()
+            else:
+                QTimer.singleShot(100, check)
+
+        QTimer.singleShot(100, check)
+        QTimer.singleShot(int(timeout_s * 1000), lambda: window.isVisible() and save())
+    return int(app.exec())
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    from realtime.cli import config_from_args
+
+    config = config_from_args(argparse.Namespace(**{**vars(args), "source": args.source or "0"}))
+    if args.screenshot is None and not has_display():
+        from star_har.cli import UserError
+
+        raise UserError("no display ($DISPLAY / $WAYLAND_DISPLAY unset): use `star-har run --headless` "
+                        "or `star-har gui --screenshot out.png`")
+    return launch(config, autostart=args.source is not None, screenshot=args.screenshot,
+                  screenshot_after=args.screenshot_after)
