@@ -1,0 +1,55 @@
+"""PyTorch eager (or ``torch.compile``) execution on CPU or CUDA, fp32 or fp16 autocast."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+class TorchEngine(InferenceEngine):
+    """Run the ``nn.Module`` directly.
+
+    fp16 uses CUDA autocast (matmuls and convolutions in half precision, softmax, norms and the
+    keypoint arithmetic in fp32), which keeps the pose normalisation exact. ``compile`` wraps the
+    model in ``torch.compile``; on CUDA with mode ``reduce-overhead`` (CUDA graphs), which removes
+    most kernel-launch overhead at batch 1. Compilation happens in :meth:`warmup` (or the first
+    call) and is repeated for each new batch size.
+    """
+
+    name = "torch"
+
+    def __init__(self, net: nn.Module, spec: ModelSpec, device: str = "cpu", fp16: bool = False,
+                 compile: bool = False) -> None:
+        super().__init__(spec)
+        if device == "cuda" and not torch.cuda.is_available():
+            raise EngineUnavailable("CUDA was requested but torch sees no CUDA device")
+        if fp16 and device != "cuda":
+            raise ValueError("fp16 needs a CUDA device (CPU half precision is slower than fp32)")
+        self.device, self.precision, self.compiled = device, "fp16" if fp16 else "fp32", compile
+        self.net = net.eval().to(device)
+        self.forward = self.net
+        if compile:
+            mode = "reduce-overhead" if device == "cuda" else None
+            self.forward = torch.compile(self.net, mode=mode)
+            self.name = "torch-compile"
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp16":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        kps = torch.from_numpy(keypoints).to(self.device, non_blocking=True)
+        rgb = None if frames is None else torch.from_numpy(frames).to(self.device, non_blocking=True)
+        with self._autocast():
+            out = self.forward(rgb, kps)
+        return out.logits.float().cpu().numpy(), out.frame_importance.float().cpu().numpy()

@@ -1,0 +1,186 @@
+"""ONNX export of star-har models (dynamo exporter), self-describing through ONNX metadata.
+
+The exported graph has inputs ``keypoints`` (B, T, J, 3) and, for models that read RGB,
+``frames`` (B, 3, T, H, W) (pose-only models have no frames input at all), and outputs
+``logits`` (B, K) and ``frame_importance`` (B, T). The batch dimension is dynamic; so is T
+(any even number) when the model allows it. The metadata carries the class names, the joint
+layout, the temporal sampling and the input layout, so an ``.onnx`` file can be used without
+its checkpoint (:func:`read_onnx_spec`).
+
+The TorchScript-based exporter cannot express the attention's dynamic shapes; the dynamo
+exporter (``torch.export``) can.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+from torch.export import Dim
+
+from model.checkpoint import Checkpoint
+from realtime.engines.base import ModelSpec, atomic_write_bytes, default_cache_dir
+
+log = logging.getLogger(__name__)
+# The ONNX optimiser logs every rewrite at INFO; keep star-har's INFO output readable.
+for _name in ("onnx_ir", "onnxscript"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+OUTPUT_NAMES = ("logits", "frame_importance")
+_METADATA_PREFIX = "star_har."
+# Largest batch the exported graph promises to accept (the graph itself does not care).
+MAX_EXPORT_BATCH = 1024
+INPUT_LAYOUT = ("keypoints: (batch, time, joints, 3) float32, x and y in pixels of the frames, "
+                "confidence in [0, 1]; frames: (batch, 3, time, height, width) float32 RGB in [0, 1] "
+                "normalised with the Kinetics mean/std (only models that read RGB)")
+
+
+class PoseExportWrapper(nn.Module):
+    """``forward(keypoints) -> (logits, frame_importance)``: the signature without frames."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(None, keypoints)
+        return out.logits, out.frame_importance
+
+
+class RGBPoseExportWrapper(PoseExportWrapper):
+    """``forward(frames, keypoints) -> (logits, frame_importance)`` as plain tensors."""
+
+    def forward(self, frames: torch.Tensor, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(frames, keypoints)
+        return out.logits, out.frame_importance
+
+
+def model_fingerprint(checkpoint: Checkpoint, spec: ModelSpec) -> str:
+    """sha256 of everything that determines the exported graph: model, weights, input spec and
+    the torch version (the exporter's output changes with it)."""
+    digest = hashlib.sha256()
+    header = {"model": checkpoint.model_name, "classes": checkpoint.num_classes, "hparams": checkpoint.hparams,
+              "spec": spec.to_json(), "torch": torch.__version__}
+    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+    for key in sorted(checkpoint.state_dict):
+        tensor = checkpoint.state_dict[key].detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _dynamic_shapes(spec: ModelSpec, dynamic_time: bool) -> tuple[dict[int, Dim], ...]:
+    batch = Dim("batch", min=1, max=MAX_EXPORT_BATCH)
+    time_dim = 2 * Dim("half_time", min=1, max=256) if dynamic_time else None  # STAR needs even T
+    keypoints = {0: batch} | ({1: time_dim} if dynamic_time else {})
+    if not spec.needs_frames:
+        return (keypoints,)
+    frames = {0: batch} | ({2: time_dim} if dynamic_time else {})
+    return frames, keypoints
+
+
+def _export_program(net: nn.Module, spec: ModelSpec, dynamic_time: bool) -> "torch.onnx.ONNXProgram":
+    frames, keypoints = spec.example_inputs(batch=2)
+    wrapper = (RGBPoseExportWrapper if spec.needs_frames else PoseExportWrapper)(net).eval()
+    args = (torch.from_numpy(keypoints),)
+    input_names = ["keypoints"]
+    if spec.needs_frames:
+        args, input_names = (torch.from_numpy(frames), *args), ["frames", *input_names]
+    with warnings.catch_warnings():
+        # torch.export notes about specialised symbols are informative only.
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.onnx.export(wrapper, args, dynamo=True, input_names=input_names,
+                                 output_names=list(OUTPUT_NAMES), verbose=False,
+                                 dynamic_shapes=_dynamic_shapes(spec, dynamic_time))
+
+
+def export_onnx(net: nn.Module, spec: ModelSpec, path: str | os.PathLike,
+                metadata: dict[str, str] | None = None) -> Path:
+    """Export ``net`` (eval mode, CPU) to ``path`` atomically; check the graph; embed ``spec``.
+
+    Time is exported as a dynamic (even) dimension and falls back to the checkpoint's
+    ``frames_per_window`` for models whose graph cannot vary it.
+    """
+    net = net.eval().cpu()
+    start = time.perf_counter()
+    try:
+        program = _export_program(net, spec, dynamic_time=True)
+    except Exception as exc:  # torch.export raises many types for shape constraints it cannot prove
+        log.info("dynamic-time export failed (%s); exporting with T=%d fixed",
+                 str(exc).splitlines()[0][:120], spec.frames_per_window)
+        program = _export_program(net, spec, dynamic_time=False)
+    proto = program.model_proto
+    props = {"spec": spec.to_json(), "input_layout": INPUT_LAYOUT, **(metadata or {})}
+    onnx.helper.set_model_props(proto, {_METADATA_PREFIX + key: value for key, value in props.items()})
+    proto.producer_name = "star-har"
+    onnx.checker.check_model(proto, full_check=True)
+    path = atomic_write_bytes(path, proto.SerializeToString())
+    log.info("exported %s to %s in %.1f s", spec.model_name, path, time.perf_counter() - start)
+    return path
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The star-har metadata of an exported file (keys without the ``star_har.`` prefix)."""
+    proto = onnx.load(str(path), load_external_data=False)
+    return {entry.key[len(_METADATA_PREFIX):]: entry.value for entry in proto.metadata_props
+            if entry.key.startswith(_METADATA_PREFIX)}
+
+
+def read_onnx_spec(path: str | os.PathLike) -> ModelSpec:
+    """The :class:`ModelSpec` stored in an ONNX file exported by :func:`export_onnx`."""
+    metadata = read_onnx_metadata(path)
+    if "spec" not in metadata:
+        raise ValueError(f"{path} was not exported by star-har (no star_har.spec metadata)")
+    return ModelSpec.from_json(metadata["spec"])
+
+
+def export_checkpoint_onnx(checkpoint: Checkpoint, spec: ModelSpec, path: str | os.PathLike,
+                           fingerprint: str | None = None) -> Path:
+    """Export a checkpoint's model with metadata saying where the graph came from."""
+    fingerprint = fingerprint or model_fingerprint(checkpoint, spec)
+    metadata = {"model": checkpoint.model_name, "hparams": json.dumps(checkpoint.hparams, default=str),
+                "model_sha256": fingerprint, "checkpoint_meta": json.dumps(checkpoint.meta, default=str)}
+    return export_onnx(checkpoint.build(), spec, path, metadata)
+
+
+def cached_onnx(checkpoint: Checkpoint, spec: ModelSpec, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The checkpoint exported to ONNX, from ``cache_dir`` when an identical export exists there.
+
+    The file name is the model fingerprint, so new weights, another input size or another torch
+    version export again instead of reusing a stale graph.
+    """
+    fingerprint = model_fingerprint(checkpoint, spec)
+    path = Path(cache_dir or default_cache_dir()) / f"{checkpoint.model_name}-{fingerprint[:20]}.onnx"
+    if path.is_file():
+        log.debug("using cached ONNX export %s", path)
+        return path
+    log.info("exporting %s to ONNX (cached in %s)", checkpoint.model_name, path.parent)
+    return export_checkpoint_onnx(checkpoint, spec, path, fingerprint)
+
+
+def export_tensorrt(checkpoint: Checkpoint, spec: ModelSpec, path: str | os.PathLike, fp16: bool = False,
+                    max_batch: int = 8) -> Path:
+    """Build a serialized TensorRT engine at ``path`` (its ONNX graph is kept next to it as
+    ``.onnx`` and the build record as ``.json``: which GPU and TensorRT version it is valid for)."""
+    from realtime.engines.tensorrt_engine import (build_serialized_engine, engine_record, file_sha256,
+                                                  gpu_identity, import_tensorrt, profile_shapes)
+
+    trt = import_tensorrt()
+    gpu = gpu_identity()
+    path = Path(path)
+    onnx_path = export_checkpoint_onnx(checkpoint, spec, path.with_suffix(".onnx"))
+    profile = profile_shapes(spec, max_batch)
+    atomic_write_bytes(path, build_serialized_engine(trt, onnx_path, fp16, profile))
+    record = engine_record(file_sha256(onnx_path), gpu, trt.__version__, fp16, profile)
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(record, indent=1).encode())
+    log.info("wrote TensorRT engine %s (%s, %s)", path, record["precision"], gpu["gpu_name"])
+    return path
