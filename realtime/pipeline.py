@@ -207,7 +207,7 @@ class Pipeline:
     def _pose_due(self, frame: Frame, last_slot: int | None) -> tuple[bool, int]:
         """Whether pose must run on ``frame``: first frame of a new window instant, or a window ends."""
         slot = round(frame.timestamp / self.sampling.frame_interval)
-        ends_window = self.ring.window_due(frame.index)
+        ends_window = self.ring.window_due(frame)
         return self.config.pose_every_frame or slot != last_slot or ends_window, slot
 
     def _pose_loop(self) -> None:

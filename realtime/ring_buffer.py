@@ -4,7 +4,8 @@ A window shows the model ``frames_per_window`` (T) frames spaced ``window_second
 the stream's clock, ending at the newest frame: the same spacing training used
 (``model.TemporalSampling``), whatever the camera's frame rate. For each of the T instants the
 buffer takes the frame whose timestamp is nearest. A window is emitted once the buffer holds
-enough history, then every ``hop`` stream frames.
+enough history (its first instant is not older than the oldest frame), then every ``hop``
+stream frames.
 
 Images are kept (resized to the model's input size, and normalised when a window is cut) only
 for models that take RGB; keypoints are then rescaled to the resized frame. Pose-only models get
@@ -108,9 +109,12 @@ class RingBuffer:
         self._entries.clear()
         self._last_emit = None
 
-    def window_due(self, index: int) -> bool:
-        """Whether the frame with stream ``index`` ends a window (``hop`` frames after the last one)."""
-        return self._last_emit is not None and index - self._last_emit >= self.hop
+    def window_due(self, frame: Frame) -> bool:
+        """Whether pushing ``frame`` would end a window: the first one once the buffer spans a
+        window, then one ``hop`` frames after the last."""
+        if self._last_emit is None:
+            return bool(self._entries) and frame.timestamp - self._entries[0].timestamp >= self.span - 1e-6
+        return frame.index - self._last_emit >= self.hop
 
     def push(self, frame: Frame, keypoints: np.ndarray, person_found: bool) -> Window | None:
         """Add a frame and its ``(J, 3)`` keypoints (pixels of ``frame``); return a window when due."""
@@ -125,7 +129,7 @@ class RingBuffer:
             keypoints = keypoints * scale
         self._entries.append(_Entry(frame.index, frame.timestamp, frame.captured_at, keypoints,
                                     person_found, image))
-        if self._last_emit is not None and not self.window_due(frame.index):
+        if self._last_emit is not None and frame.index - self._last_emit < self.hop:
             return None
         window = self._cut()
         if window is not None:
@@ -136,7 +140,7 @@ class RingBuffer:
         """Entry positions ``(T,)`` nearest to the window's instants, or None without enough history."""
         interval = self.sampling.frame_interval
         targets = timestamps[-1] - interval * np.arange(self.sampling.frames_per_window - 1, -1, -1)
-        if timestamps[0] > targets[0] + interval / 2 and len(timestamps) < self.capacity:
+        if timestamps[0] > targets[0] + 1e-6 and len(timestamps) < self.capacity:
             return None
         if len(timestamps) == 1:
             return np.zeros(len(targets), dtype=np.int64)

@@ -1,0 +1,156 @@
+"""The whole pipeline: headless run on a real clip, Ctrl-C, failures, and a soak run."""
+
+from __future__ import annotations
+
+import json
+import threading
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+
+from model import load_checkpoint
+from realtime.cli import run_headless
+from realtime.engines import create_engine
+from realtime.pipeline import Pipeline, PipelineConfig
+from star_har.cli import main
+from tests.realtime_helpers import FakePose, MeanPoseEngine, SyntheticSource, tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint_path(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_pose.pt")
+
+
+@pytest.fixture(scope="module")
+def engine(checkpoint_path):
+    return create_engine(load_checkpoint(checkpoint_path), engine="torch", device="cpu")
+
+
+def pipeline_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("star-har")]
+
+
+def test_headless_run_on_a_real_clip_gives_a_prediction_per_hop(tmp_path, tai_chi_video, pose_model_path,
+                                                                  checkpoint_path, capsys):
+    out, video = tmp_path / "out.jsonl", tmp_path / "out.mp4"
+    code = main(["run", "--source", str(tai_chi_video), "--checkpoint", str(checkpoint_path), "--headless",
+                 "--output", str(out), "--save-video", str(video), "--engine", "torch", "--device", "cpu",
+                 "--pose-model", str(pose_model_path), "--max-frames", "80", "--hop", "8", "--threshold", "0.0"])
+    assert code == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    ends = [r["frame_range"][1] for r in records]
+    # the first window once 1.5 s (15 intervals of 0.1 s) of the 29.97 fps clip are in, then every hop
+    assert ends == [45, 53, 61, 69, 77]
+    for record in records:
+        assert record["state"] == "action" and record["label"] == record["top_k"][0]["label"]
+        assert len(record["frames"]) == len(record["importance"]) == 16
+        assert record["frames"][-1] == record["frame_range"][1] and record["time"] == pytest.approx(
+            record["frame_range"][1] / 29.97, abs=1e-3)
+        assert sum(record["importance"]) == pytest.approx(1.0, abs=1e-3)
+        assert record["latency_ms"] > 0 and record["inference_ms"] > 0
+    written = cv2.VideoCapture(str(video))
+    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 80
+    assert (written.get(cv2.CAP_PROP_FRAME_WIDTH), written.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (340, 256)
+    written.release()
+    assert "real-time factor" in capsys.readouterr().err
+    assert not pipeline_threads()
+
+
+def test_ctrl_c_stops_cleanly_and_flushes(tmp_path, checkpoint_path, engine):
+    pose = FakePose()
+
+    def factory(config, **callbacks):
+        pipeline = Pipeline(config, engine=engine, pose=pose, source=SyntheticSource(100_000, delay=0.001),
+                            **callbacks)
+        wait = pipeline.wait
+
+        def interrupted_wait(timeout=None):  # what Ctrl-C does to the main thread
+            if pipeline.metrics.snapshot().predictions >= 3:
+                raise KeyboardInterrupt
+            return wait(timeout)
+
+        pipeline.wait = interrupted_wait
+        return pipeline
+
+    out, video = tmp_path / "out.jsonl", tmp_path / "out.avi"
+    summary = run_headless(PipelineConfig(checkpoint=checkpoint_path, hop=4), out, video, quiet=True,
+                           pipeline_factory=factory)
+    assert summary["interrupted"] and pose.closed
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == summary["predictions"] >= 3
+    assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT) == summary["video_frames_written"] > 0
+    assert not pipeline_threads()
+
+
+def test_nobody_in_view_skips_the_model(checkpoint_path):
+    class NeverCalled:
+        needs_frames, input_size, name = False, None, "never"
+
+        def infer(self, frames, keypoints):
+            raise AssertionError("the model must not run without a person")
+
+    predictions = []
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop=8), engine=NeverCalled(),
+                        pose=FakePose(absent=set(range(1000))), source=SyntheticSource(120),
+                        on_prediction=predictions.append)
+    pipeline.start()
+    pipeline.wait(30)
+    pipeline.join()
+    assert pipeline.error is None and predictions
+    assert all(p.state == "no_person" for p in predictions)
+
+
+def test_a_failing_stage_stops_the_pipeline_with_its_reason(tmp_path, checkpoint_path):
+    class Broken:
+        needs_frames, input_size, name = False, None, "broken"
+
+        def infer(self, frames, keypoints):
+            raise RuntimeError("out of memory")
+
+    def factory(config, **callbacks):
+        return Pipeline(config, engine=Broken(), pose=FakePose(), source=SyntheticSource(100_000), **callbacks)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_headless(PipelineConfig(checkpoint=checkpoint_path), tmp_path / "out.jsonl", quiet=True,
+                     pipeline_factory=factory)
+    assert not pipeline_threads()
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["file", "live"])
+def test_soak_thousands_of_frames_stay_bounded(checkpoint_path, live):
+    frames, hop = 3000, 8
+    depths: list[dict[str, int]] = []
+    memory: list[int] = []
+    predictions = []
+
+    def on_frame(update):
+        depths.append(update.metrics.queue_depths)
+        if update.frame.index in (1000, frames - 1):
+            memory.append(tracemalloc.get_traced_memory()[0])
+
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop=hop, max_frames=frames), engine=MeanPoseEngine(),
+                        pose=FakePose(), source=SyntheticSource(frames, size=(120, 160), live=live, delay=0.001 * live),
+                        on_frame=on_frame, on_prediction=predictions.append)
+    tracemalloc.start()
+    try:
+        pipeline.start()
+        assert pipeline.wait(120)
+        pipeline.join()
+    finally:
+        tracemalloc.stop()
+    assert pipeline.error is None
+    assert max(d["frames"] for d in depths) <= pipeline.frames.maxsize
+    assert max(d["windows"] for d in depths) <= pipeline.windows.maxsize
+    assert len(pipeline.ring) <= pipeline.ring.capacity
+    summary = pipeline.metrics.summary()
+    assert summary["frames_captured"] == frames
+    if live:  # a live source never waits: frames and windows it could not process are dropped
+        assert summary["frames_processed"] + summary["frames_dropped"] >= frames - 1
+    else:  # a file loses nothing: every frame, one prediction per hop after the first window
+        assert summary["frames_processed"] == frames and summary["frames_dropped"] == 0
+        first = predictions[0].last_frame
+        assert [p.last_frame for p in predictions] == list(range(first, frames, hop))
+        assert len(memory) == 2 and memory[1] - memory[0] < 8 * 2**20
+    assert np.isfinite(summary["latency_ms"]["p95"])
