@@ -9,7 +9,7 @@ import logging
 import sys
 
 # Modules providing subcommands, in the order `--help` lists them.
-COMMAND_MODULES = ("star_har.info", "train.cli", "realtime.engine_cli",)
+COMMAND_MODULES = ("star_har.info", "train.cli", "realtime.cli", "realtime.engine_cli", "realtime.demo.cli",)
 
 
 class UserError(Exception):
