@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 
 import numpy as np
 
@@ -129,8 +130,8 @@ class Metrics:
 
     def snapshot(self) -> MetricsSnapshot:
         with self._lock:
-            means = {name: float(np.mean(list(values)[-self.recent:])) if values else float("nan")
-                     for name, values in self._timings.items()}
+            means = {name: float(np.mean(list(islice(reversed(values), self.recent)))) if values
+                     else float("nan") for name, values in self._timings.items()}
             return MetricsSnapshot(
                 capture_fps=self._capture_rate.value(), processing_fps=self._processing_rate.value(),
                 **self._counts, **means,

@@ -8,17 +8,17 @@ where nobody is in view for most frames are "no person in view" (the model is no
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from realtime.ring_buffer import Window
+from realtime.ring_buffer import FrameRange, Window
 
 ACTION, UNCERTAIN, NO_PERSON = "action", "uncertain", "no_person"
 
 
 @dataclass
-class Prediction:
+class Prediction(FrameRange):
     """What the pipeline concluded about one window.
 
     state: ``"action"`` (``label`` is confident), ``"uncertain"`` (best score below the
@@ -43,15 +43,6 @@ class Prediction:
     inference_ms: float = math.nan
     latency_ms: float = math.nan
     window_to_prediction_ms: float = math.nan
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def first_frame(self) -> int:
-        return int(self.frame_indices[0])
-
-    @property
-    def last_frame(self) -> int:
-        return int(self.frame_indices[-1])
 
     def text(self) -> str:
         """One line for people: ``squat 83%``, ``no confident action``, ``no person in view``."""
@@ -80,7 +71,6 @@ class Prediction:
             "inference_ms": ms(self.inference_ms),
             "latency_ms": ms(self.latency_ms),
             "window_to_prediction_ms": ms(self.window_to_prediction_ms),
-            **self.extra,
         }
 
 

@@ -30,8 +30,22 @@ _MEAN = np.asarray(KINETICS_MEAN, dtype=np.float32).reshape(3, 1, 1, 1)
 _STD = np.asarray(KINETICS_STD, dtype=np.float32).reshape(3, 1, 1, 1)
 
 
+class FrameRange:
+    """``first_frame`` / ``last_frame`` of anything with ``frame_indices`` ``(T,)``."""
+
+    frame_indices: np.ndarray
+
+    @property
+    def first_frame(self) -> int:
+        return int(self.frame_indices[0])
+
+    @property
+    def last_frame(self) -> int:
+        return int(self.frame_indices[-1])
+
+
 @dataclass(frozen=True)
-class Window:
+class Window(FrameRange):
     """T frames for the model.
 
     frames: ``(3, T, H, W)`` float32 RGB normalised with the Kinetics mean / std, or None for
@@ -51,14 +65,6 @@ class Window:
     timestamps: np.ndarray
     captured_at: float
     completed_at: float
-
-    @property
-    def first_frame(self) -> int:
-        return int(self.frame_indices[0])
-
-    @property
-    def last_frame(self) -> int:
-        return int(self.frame_indices[-1])
 
     @property
     def person_fraction(self) -> float:

@@ -130,8 +130,9 @@ def test_soak_thousands_of_frames_stay_bounded(checkpoint_path, live):
         if update.frame.index in (1000, frames - 1):
             memory.append(tracemalloc.get_traced_memory()[0])
 
-    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop=hop, max_frames=frames), engine=MeanPoseEngine(),
-                        pose=FakePose(), source=SyntheticSource(frames, size=(120, 160), live=live, delay=0.001 * live),
+    source = SyntheticSource(frames, size=(120, 160), live=live, delay=0.001 * live)
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop=hop, max_frames=frames),
+                        engine=MeanPoseEngine(), pose=FakePose(), source=source,
                         on_frame=on_frame, on_prediction=predictions.append)
     tracemalloc.start()
     try:

@@ -28,7 +28,8 @@ def test_mediapipe_finds_the_person_with_joints_inside_the_frame(tai_chi_video, 
             sure = result.keypoints[result.keypoints[:, 2] > 0.5]
             confident += len(sure)
             h, w = image.shape[:2]
-            inside += int(np.sum((sure[:, 0] >= -2) & (sure[:, 0] <= w + 2) & (sure[:, 1] >= -2) & (sure[:, 1] <= h + 2)))
+            x, y = sure[:, 0], sure[:, 1]
+            inside += int(np.sum((x >= -2) & (x <= w + 2) & (y >= -2) & (y <= h + 2)))
             assert result.people.shape[1:] == (33, 3) and result.main_index is not None
     capture.release()
     assert found >= 0.9 * count
