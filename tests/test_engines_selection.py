@@ -1,0 +1,146 @@
+"""Engine choice, input validation, the torch engine and the bench command, without exports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model import load_checkpoint
+from realtime.bench import run_bench, write_report
+from realtime.engines import EngineUnavailable, ModelSpec, create_engine, select_engine
+from realtime.engines.factory import resolve_device
+from realtime.engines.onnx_engine import execution_providers
+from tests.realtime_helpers import CLASS_NAMES, tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def pose_checkpoint(tmp_path_factory):
+    return load_checkpoint(tiny_checkpoint(tmp_path_factory.mktemp("ck") / "pose.pt", "pose"))
+
+
+@pytest.fixture(scope="module")
+def rgb_checkpoint(tmp_path_factory):
+    return load_checkpoint(tiny_checkpoint(tmp_path_factory.mktemp("ck") / "rgb.pt", "rgb+pose"))
+
+
+def importable(*names):
+    return lambda name: name in names
+
+
+@pytest.mark.parametrize("device, needs_frames, compile, libraries, expected", [
+    ("cuda", True, False, ("torch", "onnxruntime", "tensorrt"), "tensorrt"),
+    ("cuda", False, False, ("torch", "onnxruntime", "tensorrt"), "tensorrt"),
+    ("cuda", True, False, ("torch", "onnxruntime"), "torch"),
+    ("cuda", True, True, ("torch", "onnxruntime", "tensorrt"), "torch"),  # compile means torch
+    ("cpu", False, False, ("torch", "onnxruntime"), "onnxruntime"),       # pose: ORT ~3x faster
+    ("cpu", True, False, ("torch", "onnxruntime"), "torch"),              # RGB: torch's convolutions
+    ("cpu", False, False, ("torch",), "torch"),
+    ("cpu", False, True, ("torch", "onnxruntime"), "torch"),
+])
+def test_auto_selection(device, needs_frames, compile, libraries, expected):
+    assert select_engine(device, needs_frames, compile, importable(*libraries)) == expected
+
+
+def test_auto_engine_on_this_cpu_machine(pose_checkpoint, rgb_checkpoint, monkeypatch):
+    monkeypatch.setattr("realtime.engines.factory.cuda_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    engine = create_engine(rgb_checkpoint)  # auto -> torch for RGB on CPU (no export needed)
+    assert (engine.name, engine.device, engine.precision) == ("torch", "cpu", "fp32")
+    with pytest.raises(EngineUnavailable, match="no CUDA GPU"):
+        create_engine(pose_checkpoint, device="cuda")
+
+
+def test_bad_combinations_are_clear_errors(pose_checkpoint, monkeypatch):
+    monkeypatch.setattr("realtime.engines.factory.cuda_available", lambda: False)
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        create_engine(pose_checkpoint, "torch", "cpu", fp16=True)
+    with pytest.raises(ValueError, match="--compile applies to the torch engine"):
+        create_engine(pose_checkpoint, "onnxruntime", "cpu", compile=True)
+    with pytest.raises(ValueError, match="engine must be"):
+        create_engine(pose_checkpoint, "openvino", "cpu")
+    with pytest.raises(ValueError, match="device must be"):
+        create_engine(pose_checkpoint, "torch", "tpu")
+
+
+def test_tensorrt_missing_is_a_clear_error(pose_checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)  # makes `import tensorrt` fail
+    with pytest.raises(EngineUnavailable, match="TensorRT is not installed"):
+        create_engine(pose_checkpoint, "tensorrt", "cpu", cache_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # failed before spending time on an export
+
+
+def test_onnxruntime_providers():
+    cpu_only = ["CPUExecutionProvider"]
+    assert execution_providers("cpu", False, cpu_only) == ["CPUExecutionProvider"]
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    first, *rest = execution_providers("cuda", True, gpu, cache_dir="/cache")
+    assert first == ("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                                                   "trt_engine_cache_path": "/cache"})
+    assert rest == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert execution_providers("cuda", False, gpu[1:]) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="TensorRT execution provider"):
+        execution_providers("cuda", True, gpu[1:])
+    with pytest.raises(EngineUnavailable, match="onnxruntime-gpu"):
+        execution_providers("cuda", False, cpu_only)
+
+
+def test_torch_engine_matches_the_model(rgb_checkpoint):
+    engine = create_engine(rgb_checkpoint, "torch", "cpu")
+    frames, keypoints = engine.spec.example_inputs(batch=1)
+    logits, importance = engine.infer(frames, keypoints)
+    with torch.no_grad():
+        out = rgb_checkpoint.build()(torch.from_numpy(frames), torch.from_numpy(keypoints))
+    np.testing.assert_allclose(logits, out.logits.numpy(), atol=1e-5)
+    np.testing.assert_allclose(importance, out.frame_importance.numpy(), atol=1e-6)
+    assert logits.dtype == importance.dtype == np.float32
+    assert engine.class_names == tuple(CLASS_NAMES)
+
+
+def test_inputs_are_validated(pose_checkpoint, rgb_checkpoint):
+    pose = create_engine(pose_checkpoint, "torch", "cpu")
+    rgb = create_engine(rgb_checkpoint, "torch", "cpu")
+    frames, keypoints = rgb.spec.example_inputs(batch=1)
+    assert not pose.needs_frames and pose.input_size is None
+    logits, _ = pose.infer(None, keypoints)
+    assert logits.shape == (1, len(CLASS_NAMES))
+    with pytest.raises(ValueError, match=r"keypoints must be \(B, T, 13, 3\)"):
+        pose.infer(None, keypoints[..., :10, :])
+    with pytest.raises(ValueError, match="even number of frames"):
+        pose.infer(None, keypoints[:, :15])
+    with pytest.raises(ValueError, match="frames .* are required"):
+        rgb.infer(None, keypoints)
+    with pytest.raises(ValueError, match="frames must be"):
+        rgb.infer(frames[..., :96, :96], keypoints)
+
+
+def test_model_spec_reads_input_size_and_people(rgb_checkpoint):
+    assert ModelSpec.from_checkpoint(rgb_checkpoint).input_size == (112, 112)
+    rgb_checkpoint.meta["input_size"] = 224
+    try:
+        assert ModelSpec.from_checkpoint(rgb_checkpoint).input_size == (224, 224)
+        assert ModelSpec.from_checkpoint(rgb_checkpoint, (160, 128)).input_size == (160, 128)
+        with pytest.raises(ValueError, match="multiple of 16"):
+            ModelSpec.from_checkpoint(rgb_checkpoint, (100, 100))
+    finally:
+        del rgb_checkpoint.meta["input_size"]
+    spec = ModelSpec.from_checkpoint(rgb_checkpoint)
+    two_people = ModelSpec(**{**spec.__dict__, "num_persons": 2})
+    assert two_people.example_inputs(1)[1].shape == (1, 16, 26, 3)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+
+
+def test_bench_writes_tables(tmp_path, monkeypatch):
+    monkeypatch.setattr("realtime.engines.factory.cuda_available", lambda: False)
+    report = run_bench(models=["star-pose"], engines=["torch"], repeats=2, warmup=1)
+    (row,) = report.latency
+    assert (row.model, row.engine, row.device) == ("star-pose", "torch", "cpu")
+    assert row.median_ms > 0 and row.gflops > 0 and row.params_m > 0 and not row.note
+    paths = write_report(report, tmp_path, "bench-cpu")
+    assert {path.name for path in paths} == {"bench-cpu.json", "bench-cpu.md", "bench-cpu-latency.csv"}
+    assert json.loads((tmp_path / "bench-cpu.json").read_text())["latency"][0]["engine"] == "torch"
+    assert "| star-pose | torch |" in (tmp_path / "bench-cpu.md").read_text()
+    with pytest.raises(ValueError, match="unknown bench model"):
+        run_bench(models=["resnet"], engines=["torch"])
