@@ -189,7 +189,7 @@ class STARTransformer(nn.Module):
     def forward(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> ActionOutput:
         # torch._check rather than `raise` keeps the time dimension symbolic for export.
         torch._check(keypoints.shape[1] % 2 == 0,
-                     lambda: f"STAR needs an even number of frames per window, got {keypoints.shape[1]}")
+                     lambda: "STAR needs an even number of frames per window")
         if self.modality == "pose":
             boxed = normalize_to_person_box(keypoints, self.min_confidence)
             frame_tokens = self.joint_tokens(self.feature_field.to(keypoints.dtype), boxed)
