@@ -13,7 +13,7 @@ import pytest
 from model.skeleton import get_layout
 from realtime.demo.body import ACTIONS, JOINT_INDEX, forward_kinematics
 from realtime.demo.clip import Segment, generate_demo_clip, render_clip
-from realtime.demo.cli import score_segments
+from realtime.demo.cli import format_scores, score_segments
 
 PENN = get_layout("penn13")
 
@@ -65,16 +65,18 @@ def test_generated_clip_is_cached_and_complete(tmp_path):
 
 
 def test_score_segments_counts_windows_inside_each_segment():
+    def record(first: int, best: str, confident: bool = True) -> dict:
+        return {"frame_range": [first, first + 15], "label": best if confident else None,
+                "state": "action" if confident else "uncertain", "top_k": [{"label": best, "score": 0.6}]}
+
     segments = [Segment("squat", 0, 40), Segment("pushup", 40, 80)]
-    records = [{"frame_range": [0, 15], "label": "squat", "state": "action"},
-               {"frame_range": [20, 35], "label": "situp", "state": "action"},
-               {"frame_range": [30, 45], "label": "squat", "state": "action"},  # straddles the cut
-               {"frame_range": [50, 65], "label": None, "state": "uncertain"},
-               {"frame_range": [60, 75], "label": "pushup", "state": "action"},
-               {"frame_range": [62, 77], "label": "pushup", "state": "action"}]
+    records = [record(0, "squat"), record(20, "situp"), record(30, "squat"),  # the last straddles the cut
+               record(50, "pushup", confident=False), record(60, "pushup"), record(62, "situp")]
     squat, pushup = score_segments(records, segments)
-    assert (squat.windows, squat.correct) == (2, 1)
-    assert (pushup.windows, pushup.correct, pushup.most_predicted, pushup.recognised) == (3, 2, "pushup", True)
+    assert (squat.windows, squat.top1, squat.confident) == (2, 1, 1)
+    assert (pushup.windows, pushup.top1, pushup.confident, pushup.most_predicted) == (3, 2, 1, "pushup")
+    assert pushup.recognised and format_scores([squat, pushup]).endswith(
+        "recognised 2 of 2 actions; 3 of 5 windows right at top-1, 2 confidently")
 
 
 @pytest.mark.parametrize("action", ["jumping_jacks", "pushup", "bench_press"])

@@ -37,47 +37,50 @@ def webcam_available(index: int = 0) -> bool:
 
 @dataclass(frozen=True)
 class SegmentScore:
-    """How the predictions whose window lies inside one segment of the clip went."""
+    """How the predictions whose window lies inside one segment of the clip went.
+
+    top1: windows whose best class is the segment's action; confident: those of them above the
+    confidence threshold (named on screen); most_predicted: the most frequent best class.
+    """
 
     action: str
     windows: int
-    correct: int
+    top1: int
+    confident: int
     most_predicted: str | None
 
     @property
-    def accuracy(self) -> float:
-        return self.correct / self.windows if self.windows else 0.0
-
-    @property
     def recognised(self) -> bool:
-        """The action the model named most often in the segment is the right one."""
         return self.most_predicted == self.action
 
 
 def score_segments(records: list[dict], segments) -> list[SegmentScore]:
     """Score JSON Lines ``records`` (``star-har run`` schema) against the clip's ``segments``.
 
-    Only windows entirely inside a segment count (windows straddling a cut mix two actions);
-    a window counts as correct when its label (a confident one) is the segment's action.
+    Only windows entirely inside a segment count (windows straddling a cut mix two actions).
     """
     scores = []
     for segment in segments:
         inside = [r for r in records if segment.start <= r["frame_range"][0] and r["frame_range"][1] < segment.end]
-        labels = Counter(r["label"] or r["state"] for r in inside)
-        scores.append(SegmentScore(segment.action, len(inside), labels.get(segment.action, 0),
-                                   labels.most_common(1)[0][0] if labels else None))
+        best = [r["top_k"][0]["label"] if r["top_k"] else r["state"] for r in inside]
+        confident = sum(r["label"] == segment.action for r in inside)
+        counts = Counter(best)
+        scores.append(SegmentScore(segment.action, len(inside), counts.get(segment.action, 0), confident,
+                                   counts.most_common(1)[0][0] if counts else None))
     return scores
 
 
 def format_scores(scores: list[SegmentScore]) -> str:
     width = max(len(s.action) for s in scores)
-    lines = [f"{'action in the clip':<{width}}  windows  correct  most predicted"]
+    lines = [f"{'action in the clip':<{width}}  windows  top-1  confident  most often predicted"]
     for s in scores:
-        mark = "ok" if s.recognised else "--"
-        lines.append(f"{s.action:<{width}}  {s.windows:7d}  {s.accuracy:6.0%}   {s.most_predicted or '-'} {mark}")
-    recognised = sum(s.recognised for s in scores)
-    lines.append(f"recognised {recognised} of {len(scores)} actions "
-                 f"({sum(s.correct for s in scores)} of {sum(s.windows for s in scores)} windows correct)")
+        share = lambda n: f"{n / s.windows:6.0%}" if s.windows else "     -"  # noqa: E731
+        lines.append(f"{s.action:<{width}}  {s.windows:7d}  {share(s.top1)}  {share(s.confident)}     "
+                     f"{s.most_predicted or '-'} {'(ok)' if s.recognised else '(wrong)'}")
+    windows = sum(s.windows for s in scores)
+    lines.append(f"recognised {sum(s.recognised for s in scores)} of {len(scores)} actions; "
+                 f"{sum(s.top1 for s in scores)} of {windows} windows right at top-1, "
+                 f"{sum(s.confident for s in scores)} confidently")
     return "\n".join(lines)
 
 
