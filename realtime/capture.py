@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,18 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FPS = 30.0
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+@contextmanager
+def _quiet_opencv():
+    """Silence OpenCV's own log while probing a source: our one-line error says it better."""
+    logging_api = cv2.utils.logging
+    level = logging_api.getLogLevel()
+    logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_api.setLogLevel(level)
 
 
 class SourceError(FileNotFoundError):
@@ -97,13 +110,16 @@ class VideoSource(FrameSource):
 
     def open(self) -> None:
         self.close()
-        capture = cv2.VideoCapture(self.target)
+        with _quiet_opencv():
+            capture = cv2.VideoCapture(self.target)
         if not capture.isOpened():
             capture.release()
             if isinstance(self.target, int):
                 raise SourceError(f"camera {self.target} not found")
             kind = "stream" if self.live else "video"
             raise SourceError(f"cannot open {kind}: {self.target}")
+        if self.live:  # no backlog inside the driver: the newest frame is the one we want
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._capture = capture
         fps = capture.get(cv2.CAP_PROP_FPS)
         self._fps = float(fps) if 1.0 <= fps <= 1000.0 else None  # cameras and streams often say 0

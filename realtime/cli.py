@@ -184,9 +184,13 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from realtime import DEFAULT_CHECKPOINT
     from star_har.cli import UserError
 
     config = config_from_args(args)
+    if not Path(config.checkpoint).exists() and Path(config.checkpoint) == DEFAULT_CHECKPOINT:
+        raise UserError(f"checkpoint not found: {DEFAULT_CHECKPOINT} (train it with `star-har train --config "
+                        "configs/star_pose_penn.yaml`, or pass --checkpoint)")
     if not args.headless and _has_display() and args.output is None and args.save_video is None:
         try:
             from realtime.gui import launch

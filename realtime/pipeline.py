@@ -112,14 +112,14 @@ class Pipeline:
         self.layout = self.checkpoint.joint_layout
         self.sampling = self.checkpoint.sampling
         self.source = source or open_source(config.source, config.image_fps)
-        if engine is None:
-            from realtime.engines import create_engine
-
-            engine = create_engine(self.checkpoint, engine=config.engine, device=config.device,
-                                   fp16=config.fp16)
-            engine.warmup()
-        self.engine = engine
         self.pose = pose or PoseEstimator(config.pose_model, self.layout, config.num_poses)
+        if engine is None:
+            try:
+                engine = self._create_engine()
+            except BaseException:
+                self.pose.close()
+                raise
+        self.engine = engine
         self.on_frame, self.on_prediction = on_frame, on_prediction
 
         self.metrics = Metrics()
@@ -143,6 +143,14 @@ class Pipeline:
                                           daemon=True),
                          threading.Thread(target=self._guard, args=(self._inference_loop,),
                                           name="star-har-inference", daemon=True)]
+
+    def _create_engine(self):
+        from realtime.engines import create_engine
+
+        engine = create_engine(self.checkpoint, engine=self.config.engine, device=self.config.device,
+                               fp16=self.config.fp16)
+        engine.warmup()  # lazy initialisation must not land on the first window
+        return engine
 
     def describe(self) -> dict:
         """What is running, for logs, the GUI's status bar and the JSONL header."""

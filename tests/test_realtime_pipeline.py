@@ -130,9 +130,9 @@ def test_soak_thousands_of_frames_stay_bounded(checkpoint_path, live):
         if update.frame.index in (1000, frames - 1):
             memory.append(tracemalloc.get_traced_memory()[0])
 
-    source = SyntheticSource(frames, size=(120, 160), live=live, delay=0.001 * live)
+    source, pose = SyntheticSource(frames, size=(120, 160), live=live, delay=0.001 * live), FakePose()
     pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop=hop, max_frames=frames),
-                        engine=MeanPoseEngine(), pose=FakePose(), source=source,
+                        engine=MeanPoseEngine(), pose=pose, source=source,
                         on_frame=on_frame, on_prediction=predictions.append)
     tracemalloc.start()
     try:
@@ -154,4 +154,6 @@ def test_soak_thousands_of_frames_stay_bounded(checkpoint_path, live):
         first = predictions[0].last_frame
         assert [p.last_frame for p in predictions] == list(range(first, frames, hop))
         assert len(memory) == 2 and memory[1] - memory[0] < 8 * 2**20
+        # pose ran only where a window looks: every 0.1 s (3rd frame at 30 fps) and at window ends
+        assert summary["pose_frames"] == pose.calls < frames / 3 + len(predictions) + 2
     assert np.isfinite(summary["latency_ms"]["p95"])
