@@ -147,6 +147,7 @@ def test_long_run_keeps_memory_bounded(qtbot, media):
     assert ended == [""]
     assert window.predictions_seen > 300
     assert len(window.timeline.entries) == window.timeline.capacity
+    assert window.history.count() <= 50
     assert len(window.controller.thumbnails) <= window.controller.thumbnails.capacity
     assert len(counts) == 2 and counts[1] - counts[0] < 3000, counts
     window.close()

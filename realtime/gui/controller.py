@@ -197,7 +197,8 @@ class PipelineController(QObject):
 
     def _on_frame(self, update: FrameUpdate) -> None:
         if update.pose_fresh:
-            self.thumbnails.add(update.frame.index, update.frame.image)
+            self.thumbnails.add(update.frame.index, update.frame.image,
+                                update.keypoints if update.person_found else None)
         recorder = self._recorder
         if recorder is not None:
             recorder.put(update)

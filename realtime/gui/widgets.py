@@ -131,7 +131,7 @@ class ImportanceBars(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(110)
+        self.setMinimumHeight(150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.importance = np.zeros(0, np.float32)
         self._frame_indices = np.zeros(0, np.int64)
@@ -264,7 +264,6 @@ class PredictionPanel(QWidget):
             self.names.append(name)
             self.bars.append(bar)
         layout.addLayout(grid)
-        layout.addStretch(1)
 
     def set_prediction(self, prediction: Prediction | None) -> None:
         if prediction is None:
@@ -287,14 +286,25 @@ class PredictionPanel(QWidget):
 class ThumbnailCache:
     """Small images of the latest ``capacity`` frames by stream index, for the importance strip."""
 
-    def __init__(self, capacity: int = 160, height: int = 48) -> None:
+    def __init__(self, capacity: int = 160, height: int = 64) -> None:
         self.capacity, self.height = capacity, height
         self._images: OrderedDict[int, QImage] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._images)
 
-    def add(self, index: int, image: np.ndarray) -> None:
+    def add(self, index: int, image: np.ndarray, keypoints: np.ndarray | None = None) -> None:
+        """Keep a small copy of frame ``index`` (H, W, 3) BGR, cropped around the person when
+        ``keypoints`` (J, 3) are given, so the strip shows the pose rather than the room."""
+        if keypoints is not None and (keypoints[:, 2] > 0.2).sum() >= 2:
+            points = keypoints[keypoints[:, 2] > 0.2, :2]
+            (x0, y0), (x1, y1) = points.min(0), points.max(0)
+            margin = 0.2 * max(x1 - x0, y1 - y0) + 4
+            h, w = image.shape[:2]
+            x0, y0 = int(max(0, x0 - margin)), int(max(0, y0 - margin))
+            x1, y1 = int(min(w, x1 + margin)), int(min(h, y1 + margin))
+            if x1 > x0 and y1 > y0:
+                image = image[y0:y1, x0:x1]
         width = max(1, round(image.shape[1] * self.height / image.shape[0]))
         self._images[index] = qimage_from_bgr(cv2.resize(image, (width, self.height), interpolation=cv2.INTER_AREA))
         while len(self._images) > self.capacity:

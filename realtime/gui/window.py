@@ -12,17 +12,18 @@ from pathlib import Path
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QAction, QCloseEvent, QKeySequence
 from PyQt6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                             QLabel, QLineEdit, QMainWindow, QPushButton, QSpinBox, QSplitter, QToolBar,
-                             QVBoxLayout, QWidget)
+                             QLabel, QLineEdit, QListWidget, QMainWindow, QPushButton, QSpinBox, QSplitter,
+                             QToolBar, QVBoxLayout, QWidget)
 
 from realtime.gui.controller import PipelineController, PipelineFactory, default_factory
 from realtime.gui.widgets import ImportanceBars, PredictionPanel, Timeline, VideoView
 from realtime.pipeline import FrameUpdate, PipelineConfig
-from realtime.postprocess import Prediction
+from realtime.postprocess import ACTION, Prediction
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
+HISTORY_ROWS = 50  # action changes listed in the side panel
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm);;All files (*)"
 
 
@@ -84,6 +85,8 @@ class MainWindow(QMainWindow):
         self.importance = ImportanceBars()
         self.timeline = Timeline()
         self.prediction_panel = PredictionPanel()
+        self.history = QListWidget()
+        self.history.setToolTip("when the recognised action changed (stream time)")
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -122,7 +125,9 @@ class MainWindow(QMainWindow):
 
         right = QWidget()
         side = QVBoxLayout(right)
-        side.addWidget(self.prediction_panel, 1)
+        side.addWidget(self.prediction_panel)
+        side.addWidget(QLabel("Action changes"))
+        side.addWidget(self.history, 1)
         side.addWidget(settings)
         side.addWidget(keys)
         right.setMinimumWidth(260)
@@ -180,6 +185,7 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         self.show_message("")
         self.timeline.clear()
+        self.history.clear()
         self.importance.set_window([])
         self.prediction_panel.set_prediction(None)
         self.predictions_seen = 0
@@ -258,6 +264,12 @@ class MainWindow(QMainWindow):
         self.importance.set_window(prediction.importance, prediction.frame_indices,
                                    self.controller.thumbnails.get(prediction.frame_indices))
         self.timeline.add(prediction)
+        text = prediction.label if prediction.state == ACTION else prediction.text()
+        last = self.history.item(0)
+        if last is None or not last.text().endswith(f"  {text}"):
+            self.history.insertItem(0, f"{prediction.timestamps[-1]:7.1f} s  {text}")
+            if self.history.count() > HISTORY_ROWS:
+                self.history.takeItem(HISTORY_ROWS)
 
     def _on_started(self, description: dict) -> None:
         self._class_names = list(description["classes"])
