@@ -204,6 +204,8 @@ def run_command(args: argparse.Namespace) -> int:
         summary = run_headless(config, args.output, args.save_video, quiet=args.quiet)
     except EngineUnavailable as exc:
         raise UserError(str(exc)) from None
+    if args.quiet:
+        print(format_summary(summary), file=sys.stderr)
     return 130 if summary["interrupted"] else 0
 
 
@@ -245,5 +247,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--realtime-pace", action="store_true",
                         help="replay files at their frame rate instead of as fast as possible")
     parser.add_argument("--fps", type=float, help="frame rate of an image folder (default 30)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print neither predictions nor the summary")
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not print each prediction (the summary is still printed)")
     parser.set_defaults(handler=run_command)
