@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -56,6 +57,12 @@ def launch(config, *, autostart: bool = True, sources: list[tuple[str, str]] | N
 
     window = MainWindow(config, factory or default_factory, sources)
     window.show()
+    # Ctrl-C in the terminal closes the window (stopping every thread); Python only sees the
+    # signal while it runs, so a timer wakes it up regularly.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    wake = QTimer(window)
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
     if autostart:
         QTimer.singleShot(0, window.start)
     if screenshot is not None:
