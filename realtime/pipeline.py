@@ -153,7 +153,7 @@ class Pipeline:
         return engine
 
     def describe(self) -> dict:
-        """What is running, for logs, the GUI's status bar and the JSONL header."""
+        """What is running (source, model, engine, sampling), for logs and the GUI's status bar."""
         return {"source": self.source.name, "live": self.source.live,
                 "checkpoint": str(self.config.checkpoint), "model": self.checkpoint.model_name,
                 "modality": self.checkpoint.hparams.get("modality"), "classes": self.class_names,
@@ -188,6 +188,8 @@ class Pipeline:
         for thread in self._threads:
             if thread.ident is not None:
                 thread.join(timeout)
+        if self._threads[1].ident is None:  # never started: the pose thread did not close it
+            self.pose.close()
         self.error = self.error or self._capture.error
 
     def __enter__(self) -> Pipeline:
