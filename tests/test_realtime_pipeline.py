@@ -157,3 +157,18 @@ def test_soak_thousands_of_frames_stay_bounded(checkpoint_path, live):
         # pose ran only where a window looks: every 0.1 s (3rd frame at 30 fps) and at window ends
         assert summary["pose_frames"] == pose.calls < frames / 3 + len(predictions) + 2
     assert np.isfinite(summary["latency_ms"]["p95"])
+
+
+def test_rgb_model_gets_normalised_frames(tmp_path):
+    path = tiny_checkpoint(tmp_path / "tiny_rgb.pt", modality="rgb+pose")
+    engine = create_engine(load_checkpoint(path), engine="torch", device="cpu")
+    assert engine.needs_frames
+    predictions = []
+    pipeline = Pipeline(PipelineConfig(checkpoint=path, hop=8, threshold=0.0), engine=engine, pose=FakePose(),
+                        source=SyntheticSource(64), on_prediction=predictions.append)
+    pipeline.start()
+    assert pipeline.wait(120)
+    pipeline.join()
+    assert pipeline.error is None
+    assert [p.last_frame for p in predictions] == [45, 53, 61]
+    assert all(p.state == "action" and np.isfinite(p.probabilities).all() for p in predictions)
