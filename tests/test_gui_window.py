@@ -26,7 +26,7 @@ from realtime.gui.widgets import ImportanceBars, ThumbnailCache  # noqa: E402
 from realtime.gui.window import MainWindow  # noqa: E402
 from realtime.overlay import confidence_colour  # noqa: E402
 from realtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
-from tests.realtime_helpers import FakePose, tiny_checkpoint  # noqa: E402
+from tests.realtime_helpers import FakePose, SyntheticSource, tiny_checkpoint  # noqa: E402
 
 # A standing person in a 320 x 240 frame, penn13 order, confidence 0.9.
 PERSON = np.array([[160, 40], [140, 70], [180, 70], [130, 100], [190, 100], [125, 130], [195, 130],
@@ -176,6 +176,19 @@ def test_close_joins_every_thread_and_recording_is_written(qtbot, media):
     capture = cv2.VideoCapture(str(video))
     assert capture.read()[0]
     capture.release()
+
+
+def test_lost_camera_is_reported_then_recovers(qtbot, media, monkeypatch):
+    camera = SyntheticSource(10**6, size=(240, 320), live=True, fail_after=30, failed_opens=1, delay=0.01)
+    monkeypatch.setattr("realtime.gui.controller.open_source", lambda *args: camera)
+    window = _window(qtbot, media)
+    window.start()
+    qtbot.waitUntil(lambda: window.message.text().startswith("source lost"), timeout=20000)
+    assert "retry" in window.message.text()
+    qtbot.waitUntil(lambda: "reconnected" in window.message.text(), timeout=20000)
+    frames = window.controller.pipeline.metrics.snapshot().frames_captured
+    qtbot.waitUntil(lambda: window.controller.pipeline.metrics.snapshot().frames_captured > frames + 5)
+    window.close()
 
 
 @pytest.mark.parametrize("problem, expected", [("checkpoint", "cannot read checkpoint"),

@@ -72,6 +72,7 @@ class PipelineController(QObject):
     finished = pyqtSignal(str)              # "" when the source ended or was stopped, else the error
     state_changed = pyqtSignal(str)         # idle, loading, running, paused
     recording_changed = pyqtSignal(str)     # path being written, "" when not recording
+    source_status = pyqtSignal(str, str)    # status (running, reconnecting, ...), message
 
     def __init__(self, factory: PipelineFactory = default_factory, poll_ms: int = 15,
                  parent: QObject | None = None) -> None:
@@ -89,6 +90,7 @@ class PipelineController(QObject):
         self._recorder: VideoWriterThread | None = None
         self._closers: list[threading.Thread] = []
         self._cancel = threading.Event()
+        self._source_status = ""
         self.timer = QTimer(self)
         self.timer.setInterval(poll_ms)
         self.timer.timeout.connect(self._poll)
@@ -226,6 +228,11 @@ class PipelineController(QObject):
             self.prediction_ready.emit(prediction)
         if update is not None:
             self.frame_ready.emit(update)
+        if self.pipeline is not None and self.pipeline.metrics.status != self._source_status:
+            # reported even when no frame arrives (a lost camera delivers none)
+            snapshot = self.pipeline.metrics.snapshot()
+            self._source_status = snapshot.source_status
+            self.source_status.emit(snapshot.source_status, snapshot.message)
         if self.pipeline is not None and not self.pipeline.running:
             error = self.pipeline.error or ""
             self.stop(wait=True)
@@ -241,6 +248,7 @@ class PipelineController(QObject):
             self.finished.emit(error)
             return
         self.pipeline, self.source = pipeline, pipeline.source
+        self._source_status = ""
         pipeline.start()
         self._set_state("running")
         self.started.emit(pipeline.describe())

@@ -54,6 +54,7 @@ class MainWindow(QMainWindow):
         c.finished.connect(self._on_finished)
         c.state_changed.connect(self._on_state)
         c.recording_changed.connect(self._on_recording)
+        c.source_status.connect(self._on_source_status)
         self._on_state("idle")
 
     # -- construction ----------------------------------------------------------------------------
@@ -255,8 +256,12 @@ class MainWindow(QMainWindow):
         s["model"].setText(f"model {_ms(m.inference_ms)}")
         s["latency"].setText(f"latency {_ms(m.latency_ms)}")
         s["dropped"].setText(f"dropped {m.frames_dropped + m.windows_dropped}")
-        if m.source_status == "reconnecting":
-            self.show_message(f"source lost: {m.message}")
+
+    def _on_source_status(self, status: str, message: str) -> None:
+        if status == "reconnecting":
+            self.show_message(f"source lost: {message}")
+        elif status == "running" and self.message.text().startswith("source lost"):
+            self.show_message("source back: reconnected", error=False)
 
     def show_prediction(self, prediction: Prediction) -> None:
         self.predictions_seen += 1
