@@ -169,12 +169,13 @@ def _sym(**angles: float) -> dict[str, float]:
     return pose
 
 
-# Exercises of Penn Action's classes, seen from where Penn Action's videos usually film them.
+# Exercises of Penn Action's classes, seen from where Penn Action's videos usually film them, at
+# the pace of one repetition per Penn Action clip (its clips hold about one repetition each).
 ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("jumping_jacks", (
         _sym(shoulder_abd=12, hip_abd=3, elbow_flex=10),
         _sym(shoulder_abd=175, hip_abd=16, elbow_flex=10),
-    ), period=1.0),
+    ), period=1.5),
     Action("squat", (
         _sym(shoulder_flex=-30, shoulder_abd=20, elbow_flex=150),
         _sym(spine_flex=35, neck_flex=-25, hip_flex=110, knee_flex=120, ankle_flex=30,
@@ -184,20 +185,20 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
         _sym(root_pitch=-75, shoulder_flex=75, ankle_flex=-50, neck_flex=-20),
         _sym(root_pitch=-88, shoulder_flex=-5, shoulder_abd=30, elbow_flex=95, ankle_flex=-50,
              neck_flex=-25),
-    ), period=1.6, anchor="lowest", camera_yaw=70),
+    ), period=1.5, anchor="lowest", camera_yaw=70),
     Action("situp", (
         _sym(root_pitch=88, hip_flex=50, knee_flex=100, ankle_flex=20, shoulder_flex=150,
              elbow_flex=120, neck_flex=20),
         _sym(root_pitch=10, hip_flex=130, knee_flex=100, ankle_flex=20, shoulder_flex=150,
              elbow_flex=120, neck_flex=10),
-    ), period=2.2, anchor="lowest", camera_yaw=70),
+    ), period=2.5, anchor="lowest", camera_yaw=70),
     Action("pullup", (
         _sym(shoulder_abd=165, elbow_flex=10, knee_flex=20, hip_flex=10),
         _sym(shoulder_abd=110, elbow_flex=140, knee_flex=30, hip_flex=15),
-    ), period=2.2, anchor="hands", anchor_height=2.25, props=("bar",)),
+    ), period=2.3, anchor="hands", anchor_height=2.25, props=("bar",)),
     Action("bench_press", (
         _sym(root_pitch=90, shoulder_flex=90, elbow_flex=0, hip_flex=15, knee_flex=85, hip_abd=15),
         _sym(root_pitch=90, shoulder_flex=25, shoulder_abd=45, elbow_flex=110, hip_flex=15,
              knee_flex=85, hip_abd=15),
-    ), period=2.0, anchor="pelvis", anchor_height=0.55, camera_yaw=60, props=("bench", "barbell")),
+    ), period=2.4, anchor="pelvis", anchor_height=0.55, camera_yaw=60, props=("bench", "barbell")),
 )}
