@@ -23,10 +23,10 @@ pose stage, ``on_prediction`` for every window. Between callbacks, :attr:`Pipeli
 Live sources never wait: stale frames and windows are dropped (and counted). Files deliver every
 frame and every window, so a file always gives the same predictions.
 
-MediaPipe is the expensive stage, so by default it runs only on the frames a window can use:
-one per ``sampling.frame_interval`` of stream time plus every frame that ends a window (the
-frames in between are shown with the latest pose, ``FrameUpdate.pose_fresh`` False).
-``pose_every_frame=True`` runs it on all frames.
+MediaPipe is the expensive stage, so by default it runs only on the frames a window can use
+(see :class:`PoseSchedule`): one per ``sampling.frame_interval`` of stream time plus every frame
+that ends a window (the frames in between are shown with the latest pose,
+``FrameUpdate.pose_fresh`` False). ``pose_every_frame=True`` runs it on all frames.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class PipelineConfig:
     engine: str = "auto"
     device: str = "auto"
     fp16: bool = False
-    hop: int = 8
+    hop: int = 9
     threshold: float = 0.5
     smoothing: float = 0.5
     top_k: int = 3
@@ -92,6 +92,37 @@ class FrameUpdate:
     pose_fresh: bool
     prediction: Prediction | None
     metrics: MetricsSnapshot
+
+
+class PoseSchedule:
+    """Which frames MediaPipe runs on: the frame nearest to each point of a grid with the window's
+    ``interval``, anchored at the frame that ended the last window, plus every frame that ends a
+    window.
+
+    Anchoring the grid at window ends means that when ``hop`` spans a whole number of intervals
+    (9 frames at 30 fps for 0.1 s intervals) every window instant falls on a frame pose ran on.
+    """
+
+    def __init__(self, interval: float, every_frame: bool = False) -> None:
+        self.interval, self.every_frame = interval, every_frame
+        self._next: float | None = None  # the next grid point (stream seconds)
+        self._previous: float | None = None
+
+    def due(self, frame: Frame, ends_window: bool) -> bool:
+        now = frame.timestamp
+        if self._next is None or self._previous is None or now < self._previous:  # start or restart
+            self._next, self._previous = now, now
+        # this frame is the nearest to the grid point when the next one would be further from it
+        half_step = (now - self._previous) / 2
+        self._previous = now
+        on_grid = now + half_step >= self._next - 1e-9
+        if on_grid:
+            while self._next <= now + half_step + 1e-9:
+                self._next += self.interval
+        return self.every_frame or ends_window or on_grid
+
+    def window_ended(self, frame: Frame) -> None:
+        self._next = frame.timestamp + self.interval
 
 
 class Pipeline:
@@ -214,26 +245,21 @@ class Pipeline:
         else:
             put_blocking(self.windows, window, self._stop)
 
-    def _pose_due(self, frame: Frame, last_slot: int | None) -> tuple[bool, int]:
-        """Whether pose must run on ``frame``: first frame of a new window instant, or a window ends."""
-        slot = round(frame.timestamp / self.sampling.frame_interval)
-        ends_window = self.ring.window_due(frame)
-        return self.config.pose_every_frame or slot != last_slot or ends_window, slot
-
     def _pose_loop(self) -> None:
         keypoints = np.zeros((0, 3), np.float32)
-        person_found, last_slot = False, None
+        person_found = False
+        schedule = PoseSchedule(self.sampling.frame_interval, self.config.pose_every_frame)
         try:
             while (frame := get_until_stopped(self.frames, self._stop)) is not None:
-                fresh, slot = self._pose_due(frame, last_slot)
+                fresh = schedule.due(frame, self.ring.window_due(frame))
                 if fresh:
-                    last_slot = slot
                     result = self.pose.process(frame.image, frame.timestamp)
                     keypoints, person_found = result.keypoints, result.person_found
                     self.metrics.record("pose_ms", result.inference_ms)
                     self.metrics.increment("pose_frames")
                     window = self.ring.push(frame, keypoints, person_found)
                     if window is not None:
+                        schedule.window_ended(frame)
                         self._put_window(window)
                 self.metrics.frame_processed(time.perf_counter())
                 update = FrameUpdate(frame, keypoints, person_found, fresh, self.latest_prediction,

@@ -96,7 +96,7 @@ class RingBuffer:
     capacity: entries kept; by default enough for one window at ``max_fps`` frames per second.
     """
 
-    def __init__(self, sampling: TemporalSampling, hop: int = 8, needs_frames: bool = False,
+    def __init__(self, sampling: TemporalSampling, hop: int = 9, needs_frames: bool = False,
                  input_size: tuple[int, int] = (112, 112), capacity: int | None = None,
                  max_fps: float = 120.0) -> None:
         if hop < 1:

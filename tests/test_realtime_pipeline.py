@@ -172,3 +172,19 @@ def test_rgb_model_gets_normalised_frames(tmp_path):
     assert pipeline.error is None
     assert [p.last_frame for p in predictions] == [45, 53, 61]
     assert all(p.state == "action" and np.isfinite(p.probabilities).all() for p in predictions)
+
+
+def test_pose_runs_only_on_the_frames_windows_use(checkpoint_path):
+    predictions = []
+    pose = FakePose()
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop=9), engine=MeanPoseEngine(), pose=pose,
+                        source=SyntheticSource(300), on_prediction=predictions.append)
+    pipeline.start()
+    assert pipeline.wait(60)
+    pipeline.join()
+    # 30 fps, one window frame per 0.1 s, hop 9 = 0.3 s: every window is exactly every 3rd frame,
+    # and pose ran on those frames only
+    assert [p.last_frame for p in predictions] == list(range(45, 300, 9))
+    for p in predictions:
+        np.testing.assert_array_equal(p.frame_indices, np.arange(p.last_frame - 45, p.last_frame + 1, 3))
+    assert pose.calls == 100
