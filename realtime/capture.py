@@ -68,11 +68,6 @@ class Frame:
     image: np.ndarray
     captured_at: float
 
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(height, width)`` in pixels."""
-        return self.image.shape[0], self.image.shape[1]
-
 
 class FrameSource(ABC):
     """Something frames are read from. ``open`` raises :class:`SourceError`; ``read`` returns None

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
@@ -45,9 +45,6 @@ class MetricsSnapshot:
     queue_depths: dict[str, int] = field(default_factory=dict)
     source_status: str = "starting"
     message: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def lines(self) -> list[str]:
         """Short human-readable lines (for the overlay and status bars)."""
