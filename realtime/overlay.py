@@ -72,7 +72,7 @@ def draw_prediction(image: np.ndarray, prediction: Prediction | None) -> np.ndar
     _text(image, prediction.text(), (x, y), 0.9 * s, colour, 2)
     others = prediction.top_k[1:] if prediction.state == ACTION else prediction.top_k
     for k, (label, score) in enumerate(others[:2]):
-        prefix = "next: " if prediction.state == ACTION else "best: "
+        prefix = "best: " if prediction.state != ACTION and k == 0 else "next: "
         _text(image, f"{prefix}{label} {score:.0%}", (x, y + round((26 + 22 * k) * s)), 0.55 * s,
               (230, 230, 230))
     return image
