@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FPS = 30.0
+STREAM_TIMEOUT_MS = 5000  # network streams: opening or reading longer than this counts as a failure
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
@@ -106,7 +107,12 @@ class VideoSource(FrameSource):
     def open(self) -> None:
         self.close()
         with _quiet_opencv():
-            capture = cv2.VideoCapture(self.target)
+            if isinstance(self.target, str) and self.live:  # a stalled stream must fail, not hang
+                capture = cv2.VideoCapture(self.target, cv2.CAP_ANY, [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+            else:
+                capture = cv2.VideoCapture(self.target)
         if not capture.isOpened():
             capture.release()
             if isinstance(self.target, int):
