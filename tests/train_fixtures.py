@@ -12,7 +12,7 @@ from train.datasets.npz import save_npz
 # A standing person in Penn's 13-joint order (pixels of a 200 x 200 frame).
 STANDING = np.array([[100, 30], [80, 55], [120, 55], [75, 85], [125, 85], [72, 115], [128, 115],
                      [88, 120], [112, 120], [88, 160], [112, 160], [88, 195], [112, 195]], np.float32)
-MOTIONS = ("wave_left", "wave_right", "squat")
+MOTIONS = ("arms_up", "squat", "wave")  # distinct under a horizontal flip too
 
 
 def moving_skeleton(motion: str, num_frames: int, rng: np.random.Generator) -> np.ndarray:
@@ -20,10 +20,9 @@ def moving_skeleton(motion: str, num_frames: int, rng: np.random.Generator) -> n
     t = np.arange(num_frames) / 30.0
     phase = np.sin(2 * np.pi * rng.uniform(0.8, 1.2) * t + rng.uniform(0, 2 * np.pi))
     kps = np.repeat(STANDING[None], num_frames, axis=0).copy()
-    if motion == "wave_left":
-        kps[:, 5, 1] -= 60 + 25 * phase
-        kps[:, 3, 1] -= 30
-    elif motion == "wave_right":
+    if motion == "arms_up":
+        kps[:, 3:7, 1] -= (40 + 30 * phase)[:, None]
+    elif motion == "wave":
         kps[:, 6, 1] -= 60 + 25 * phase
         kps[:, 4, 1] -= 30
     else:

@@ -70,7 +70,18 @@ def set_value(cfg: dict[str, Any], assignment: str) -> None:
     if keys[0] not in DEFAULTS or (len(keys) == 2 and keys[0] not in ("model", "augment")
                                    and isinstance(DEFAULTS[keys[0]], dict) and keys[1] not in DEFAULTS[keys[0]]):
         raise ValueError(f"unknown config key {path!r}")
-    node[keys[-1]] = yaml.safe_load(raw)
+    node[keys[-1]] = _parse(raw)
+
+
+def _parse(raw: str) -> Any:
+    """A YAML value, with ``1e-3`` read as a number (YAML 1.1 wants ``1.0e-3``)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict[str, Any]:

@@ -338,7 +338,8 @@ def _log_epoch(record: dict, history: list[dict], writer, out: Path, improved: b
     writer.flush()
     flat = [{k: v for k, v in h.items() if k != "val_report"} for h in history]
     _write_csv(flat, out / "log.csv")
-    plot_curves(flat, out / "curves.png")
+    if record["epoch"] % 10 == 0:  # plotting is slow on a busy CPU: every 10 epochs and at the end
+        plot_curves(flat, out / "curves.png")
     log.info("epoch %d: %s%s", record["epoch"],
              ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()), " (best)" if improved else "")
 
@@ -359,6 +360,8 @@ def _finish(cfg: dict[str, Any], command: str | None, out: Path, history: list[d
             epochs_done: int) -> dict[str, Any]:
     """Final meta into best.pt (total training time), confusion PNG, summary.json, export."""
     writer.close()
+    if history:
+        plot_curves([{k: v for k, v in h.items() if k != "val_report"} for h in history], out / "curves.png")
     summary = {"epochs": epochs_done, "train_time_s": round(elapsed, 1), "parameters": num_params,
                "best": best, "output": str(out)}
     best_path = out / BEST_FILE

@@ -1,0 +1,144 @@
+"""Training on generated data: accuracy, exact resume, fine-tuning, DDP equivalence, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from model import load_checkpoint
+from star_har.cli import main
+from train.config import load_config
+from train.engine import train
+from train_fixtures import make_npz_dataset
+
+TINY = {"name": "star", "modality": "pose", "layout": "penn13", "dim": 32, "depth": 1, "num_heads": 2,
+        "dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def npz_data(tmp_path_factory):
+    return make_npz_dataset(tmp_path_factory.mktemp("npz"), per_class=12)
+
+
+def tiny_config(data, output, **extra) -> dict:
+    cfg = load_config(None, [f"data.root={data}", "data.kind=npz", f"output={output}", "data.val_fraction=0.25",
+                             "data.window_seconds=1.0", "data.eval_windows=2", "batch_size=9", "epochs=2",
+                             "optim.name=adamw", "optim.lr=3e-3", "optim.weight_decay=0.0", "num_workers=0"])
+    cfg["model"] = dict(TINY)
+    # milder than the defaults so that a few CPU epochs suffice
+    cfg["augment"] = {"joint_dropout": 0.0, "point_dropout": 0.0, "frame_dropout": 0.0, "lower_body_dropout": 0.0}
+    for key, value in extra.items():
+        cfg[key] = value
+    return cfg
+
+
+def test_short_training_reaches_high_accuracy(npz_data, tmp_path):
+    cfg = tiny_config(npz_data, tmp_path / "run", epochs=8, export=str(tmp_path / "exported.pt"))
+    cfg["data"]["repeats"] = 4
+    summary = train(cfg, progress=False)
+    assert summary["best"]["val_window_top1"] >= 0.9, summary["best"]
+    for name in ("best.pt", "last.pt", "log.csv", "curves.png", "confusion.png", "summary.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+    ck = load_checkpoint(tmp_path / "exported.pt")
+    assert ck.class_names == ["arms_up", "squat", "wave"] and ck.joint_layout == "penn13"
+    assert ck.sampling.window_seconds == 1.0 and ck.meta["epochs_run"] == 8 and ck.meta["train_time_s"] > 0
+    assert ck.meta["validation"]["val_window_top1"] >= 0.9
+
+    # eval on the same held-out part, through the CLI
+    assert main(["eval", "--checkpoint", str(tmp_path / "exported.pt"), "--data", str(npz_data), "--kind", "npz",
+                 "--split", "val", "--val-fraction", "0.25", "--output", str(tmp_path / "eval")]) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["sequences"] == 9 and report["top1"] >= 0.85 and (tmp_path / "eval" / "confusion.png").is_file()
+    assert set(report["per_class"]) == set(ck.class_names)
+
+    # fine-tune on two of the classes with a new head and a frozen backbone
+    cfg = tiny_config(npz_data, tmp_path / "ft", epochs=1, init=str(tmp_path / "exported.pt"), freeze_backbone=True)
+    cfg["data"]["classes"] = ["wave", "arms_up"]
+    train(cfg, progress=False)
+    tuned = load_checkpoint(tmp_path / "ft" / "best.pt")
+    assert tuned.class_names == ["wave", "arms_up"] and tuned.num_classes == 2
+    for key, value in ck.state_dict.items():
+        if not key.startswith("head."):
+            assert torch.equal(value, tuned.state_dict[key]), key
+    assert not torch.equal(ck.state_dict["head.1.weight"], tuned.state_dict["head.1.weight"])
+
+
+def test_resume_equals_uninterrupted(npz_data, tmp_path):
+    def config(out, **extra):
+        cfg = tiny_config(npz_data, out, epochs=3, **extra)
+        cfg["model"]["dropout"] = 0.2  # resume must restore the dropout RNG too
+        return cfg
+
+    full = train(config(tmp_path / "full"), progress=False)
+    train(config(tmp_path / "cut", time_limit_minutes=1e-6), progress=False)
+    assert len(json.loads((tmp_path / "cut" / "summary.json").read_text())["best"]) > 0
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["epoch"] == 1
+    resumed = train(config(tmp_path / "cut"), resume=True, progress=False)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert full["best"]["epoch"] == resumed["best"]["epoch"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    train(cfg, progress=False)
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_equal_one(npz_data, tmp_path):
+    """gloo, 2 ranks x 4 samples == 1 process x 8 samples, step for step (dropout off)."""
+    def config(out):
+        cfg = tiny_config(npz_data, out, epochs=2, batch_size=8, grad_clip=None)
+        cfg["model"]["dropout"] = 0.0
+        cfg["data"]["eval_windows"] = 1
+        # SGD: Adam would blow float rounding in exactly-zero gradients (key biases) up to lr-sized steps
+        cfg["optim"] = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}
+        return cfg
+
+    mp.spawn(_ddp_worker, args=(2, _free_port(), config(tmp_path / "ddp")), nprocs=2, join=True)
+    train(config(tmp_path / "single"), progress=False)
+    a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "single" / "last.pt", weights_only=False)
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5, msg=key)
+    np.testing.assert_allclose([h["train_loss"] for h in a["history"]], [h["train_loss"] for h in b["history"]],
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--kind", "npz", "--data", "/nonexistent/folder"], "skeleton (.npz) folder not found"),
+    (["train", "--config", "/nonexistent.yaml"], "config not found"),
+    (["train", "--set", "optim.bogus=1"], "unknown config key"),
+    (["eval", "--checkpoint", "/nonexistent.pt", "--data", "."], "checkpoint not found"),
+])
+def test_bad_inputs_give_one_line_errors(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_unknown_class_is_a_one_line_error(npz_data, tmp_path, capsys):
+    assert main(["train", "--kind", "npz", "--data", str(npz_data), "--classes", "squat,fly",
+                 "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fly" in err and "\n" not in err
