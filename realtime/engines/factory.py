@@ -4,10 +4,10 @@ Automatic choice (measured with ``star-har bench``, see README):
 
 * CUDA: ``tensorrt`` when the ``tensorrt`` package imports, else ``torch`` (``torch.compile``
   and fp16 are the user's to ask for, since compiling takes a while).
-* CPU: ``onnxruntime`` for pose-only models (its fused kernels run the small transformer about
-  3x faster than eager PyTorch at batch 1) and ``torch`` for models that read RGB, whose time
-  goes into the 3-D CNN backbone where PyTorch's oneDNN convolutions were as fast or faster.
-  ``onnxruntime`` falls back to ``torch`` when it is not installed.
+* CPU: ``onnxruntime`` when installed, else ``torch``. On the 2-core development machine ONNX
+  Runtime was faster for every model: 2-3x for the pose-only transformer, 1.2-2.5x for the
+  RGB models, whose time goes into the 3-D CNN backbone. The first use exports the checkpoint to
+  ONNX (15-75 s on 2 cores), cached afterwards by model fingerprint.
 
 ``compile=True`` always means the ``torch`` engine.
 """
@@ -49,16 +49,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def select_engine(device: str, needs_frames: bool, compile: bool = False,
-                  importable=engine_importable) -> str:
+def select_engine(device: str, compile: bool = False, importable=engine_importable) -> str:
     """The engine ``create_engine(engine="auto")`` uses on a resolved ``device`` (see module doc)."""
     if compile:
         return "torch"
     if device == "cuda":
         return "tensorrt" if importable("tensorrt") else "torch"
-    if not needs_frames and importable("onnxruntime"):
-        return "onnxruntime"
-    return "torch"
+    return "onnxruntime" if importable("onnxruntime") else "torch"
 
 
 def available_engines(device: str) -> list[str]:
@@ -86,7 +83,7 @@ def create_engine(checkpoint: Checkpoint, engine: str = "auto", device: str = "a
     spec = ModelSpec.from_checkpoint(checkpoint, input_size)
     device = resolve_device(device)
     if engine == "auto":
-        engine = select_engine(device, spec.needs_frames, compile)
+        engine = select_engine(device, compile)
     if engine not in ENGINES:
         raise ValueError(f"engine must be auto or one of {', '.join(ENGINES)}, not {engine!r}")
     if compile and engine != "torch":

@@ -67,6 +67,8 @@ class OnnxRuntimeEngine(InferenceEngine):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        # Idle ORT threads spin-wait by default, taking CPU from capture and MediaPipe between windows.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(Path(onnx_path)), options, providers=providers)
         self.providers = self.session.get_providers()
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
