@@ -129,6 +129,7 @@ class Action:
     anchor: str = "feet"
     anchor_height: float = 0.0
     camera_yaw: float = 0.0
+    camera_elevation: float = 8.0
     props: tuple[str, ...] = ()
 
     def pose_at(self, t: float) -> dict[str, float]:
@@ -186,12 +187,12 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
         _sym(root_pitch=-88, shoulder_flex=-5, shoulder_abd=30, elbow_flex=95, ankle_flex=-50,
              neck_flex=-25),
     ), period=1.5, anchor="lowest", camera_yaw=70),
-    Action("situp", (
-        _sym(root_pitch=88, hip_flex=50, knee_flex=100, ankle_flex=20, shoulder_flex=150,
-             elbow_flex=120, neck_flex=20),
-        _sym(root_pitch=10, hip_flex=130, knee_flex=100, ankle_flex=20, shoulder_flex=150,
-             elbow_flex=120, neck_flex=10),
-    ), period=2.5, anchor="lowest", camera_yaw=70),
+    Action("situp", (  # arms crossed on the chest
+        _sym(root_pitch=88, hip_flex=50, knee_flex=100, ankle_flex=20, shoulder_flex=40, shoulder_abd=-20,
+             elbow_flex=130, neck_flex=20),
+        _sym(root_pitch=5, hip_flex=133, knee_flex=100, ankle_flex=20, shoulder_flex=40, shoulder_abd=-20,
+             elbow_flex=130, neck_flex=10),
+    ), period=2.5, anchor="lowest", camera_yaw=85, camera_elevation=15),
     Action("pullup", (
         _sym(shoulder_abd=165, elbow_flex=10, knee_flex=20, hip_flex=10),
         _sym(shoulder_abd=110, elbow_flex=140, knee_flex=30, hip_flex=15),
@@ -200,5 +201,6 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
         _sym(root_pitch=90, shoulder_flex=90, elbow_flex=0, hip_flex=15, knee_flex=85, hip_abd=15),
         _sym(root_pitch=90, shoulder_flex=25, shoulder_abd=45, elbow_flex=110, hip_flex=15,
              knee_flex=85, hip_abd=15),
-    ), period=2.4, anchor="pelvis", anchor_height=0.55, camera_yaw=60, props=("bench", "barbell")),
+    ), period=2.4, anchor="pelvis", anchor_height=0.55, camera_yaw=70, camera_elevation=25,
+           props=("bench", "barbell")),
 )}

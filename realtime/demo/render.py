@@ -96,7 +96,7 @@ def frame_camera(action: Action, size: tuple[int, int], fill: float = 0.72) -> C
     width, height = size
     distance = 4.5
     focal = min(fill * height / (hi[1] - lo[1]), fill * width / across) * distance
-    return Camera(target, action.camera_yaw, distance, focal, size)
+    return Camera(target, action.camera_yaw, distance, focal, size, action.camera_elevation)
 
 
 def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, ...]:
@@ -147,8 +147,8 @@ def _props(action: Action, joints: np.ndarray) -> list[tuple[np.ndarray, np.ndar
         items.append(([-0.7, bar_y, mid[2]], [0.7, bar_y, mid[2]], 0.02, 0.02, METAL))
     if "barbell" in action.props:
         items.append((mid - 0.75 * axis, mid + 0.75 * axis, 0.015, 0.015, METAL))
-        for end in (-0.6, 0.6):
-            items.append((mid + (end - 0.04) * axis, mid + (end + 0.04) * axis, 0.12, 0.12, (40, 40, 40)))
+        for end in (-0.68, 0.68):
+            items.append((mid + (end - 0.03) * axis, mid + (end + 0.03) * axis, 0.08, 0.08, (40, 40, 40)))
     if "bench" in action.props:
         top = action.anchor_height - 0.14
         items.append((np.array([0.0, top - 0.06, 0.45]), np.array([0.0, top - 0.06, -0.75]), 0.11, 0.11, BENCH))
