@@ -165,3 +165,27 @@ def test_window_dataset_rejects_unknown_classes_and_is_seeded(tmp_path):
                                                                   AugmentConfig(), repeats=2)[3]["keypoints"])
     kept, held = stratified_split(seqs, 0.5, 0)
     assert len(held) == 3 and {s.label for s in held} == set(names)
+
+
+def test_rgb_windows_read_penn_frames_and_rescale_keypoints(tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    write_penn_mat(labels / "0001.mat", num_frames=20)
+    frames = tmp_path / "frames" / "0001"
+    frames.mkdir(parents=True)
+    for i in range(20):
+        image = np.zeros((240, 320, 3), np.uint8)
+        image[:, :160] = (0, 0, 255)  # left half red (BGR)
+        cv2.imwrite(str(frames / f"{i + 1:06d}.jpg"), image)
+    seqs = load_penn_action(tmp_path)
+    data = WindowDataset(seqs, ["squat"], "penn13", TemporalSampling(16, 0.5), None, modality="rgb+pose",
+                         image_size=64)
+    item = data[0]
+    assert item["frames"].shape == (3, 16, 64, 64) and item["keypoints"].shape == (16, 13, 3)
+    red = item["frames"][0, 0]
+    assert red[:, :30].mean() > red[:, 34:].mean() + 1  # RGB order, not flipped in evaluation
+    visible = item["keypoints"][..., 2] > 0
+    assert item["keypoints"][..., 0][visible].max() <= 64 and item["keypoints"][..., 1][visible].max() <= 64
+    with pytest.raises(ValueError, match="needs RGB frames"):
+        WindowDataset(load_npz_folder(make_npz_dataset(tmp_path / "npz", per_class=1)), ["arms_up", "squat", "wave"],
+                      "penn13", TemporalSampling(), None, modality="rgb+pose")
