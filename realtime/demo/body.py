@@ -176,7 +176,7 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("jumping_jacks", (
         _sym(shoulder_abd=12, hip_abd=3, elbow_flex=10),
         _sym(shoulder_abd=175, hip_abd=16, elbow_flex=10),
-    ), period=1.5),
+    ), period=1.2),
     Action("squat", (
         _sym(shoulder_flex=-30, shoulder_abd=20, elbow_flex=150),
         _sym(spine_flex=35, neck_flex=-25, hip_flex=110, knee_flex=120, ankle_flex=30,
@@ -197,10 +197,10 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
         _sym(shoulder_abd=165, elbow_flex=10, knee_flex=20, hip_flex=10),
         _sym(shoulder_abd=110, elbow_flex=140, knee_flex=30, hip_flex=15),
     ), period=2.3, anchor="hands", anchor_height=2.25, props=("bar",)),
-    Action("bench_press", (
-        _sym(root_pitch=90, shoulder_flex=90, elbow_flex=0, hip_flex=15, knee_flex=85, hip_abd=15),
-        _sym(root_pitch=90, shoulder_flex=25, shoulder_abd=45, elbow_flex=110, hip_flex=15,
-             knee_flex=85, hip_abd=15),
-    ), period=2.4, anchor="pelvis", anchor_height=0.55, camera_yaw=70, camera_elevation=25,
+    Action("bench_press", (  # elbows flared, feet on the floor, seen from above the head
+        _sym(root_pitch=90, shoulder_flex=90, hip_flex=15, knee_flex=85, hip_abd=15),
+        _sym(root_pitch=90, shoulder_flex=10, shoulder_abd=70, elbow_flex=100, hip_flex=15, knee_flex=85,
+             hip_abd=15),
+    ), period=2.4, anchor="pelvis", anchor_height=0.55, camera_yaw=120, camera_elevation=50,
            props=("bench", "barbell")),
 )}

@@ -31,7 +31,7 @@ from realtime.pose import cache_dir
 log = logging.getLogger(__name__)
 
 # Bump when the body, the actions or the renderer change what the clip looks like.
-RENDER_VERSION = 3
+RENDER_VERSION = 4
 DEFAULT_ACTIONS: tuple[str, ...] = ("jumping_jacks", "squat", "pushup", "situp", "pullup", "bench_press")
 GT_LAYOUT = "penn13"
 
