@@ -352,7 +352,9 @@ def _meta(cfg: dict[str, Any], command: str | None, best: dict, elapsed: float, 
                         "train_sequences": num_train, "val_sequences": num_val},
             "best_epoch": best.get("epoch"), "validation": {k: v for k, v in best.items() if k.startswith("val_")},
             "train_time_s": round(elapsed, 1), "parameters": num_params,
-            "machine": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}".strip()}
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"
+                       + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+                       + f", torch {torch.__version__}"}
 
 
 def _finish(cfg: dict[str, Any], command: str | None, out: Path, history: list[dict], best: dict,
