@@ -112,3 +112,32 @@ def test_demo_headless_end_to_end(tmp_path, pose_model_path, monkeypatch, capsys
     capture = cv2.VideoCapture(str(tmp_path / "demo_annotated.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 180
     capture.release()
+
+
+def test_shipped_model_recognises_the_demo_actions():
+    """The clip's animations and the shipped checkpoint stay in step: on the generator's own
+    skeleton, the model's most frequent answer per action is that action (5 of 6 at least)."""
+    import torch
+
+    from model import load_checkpoint
+    from realtime import DEFAULT_CHECKPOINT
+    from realtime.demo.clip import DEFAULT_ACTIONS, penn13_from_body
+    from realtime.demo.render import frame_camera
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip(f"no shipped checkpoint at {DEFAULT_CHECKPOINT}")
+    checkpoint = load_checkpoint(DEFAULT_CHECKPOINT)
+    net = checkpoint.build()
+    step = max(1, round(checkpoint.sampling.frame_interval * 30))
+    span = step * (checkpoint.sampling.frames_per_window - 1) + 1
+    answers = {}
+    for name in DEFAULT_ACTIONS:
+        action = ACTIONS[name]
+        camera = frame_camera(action, (640, 480))
+        track = np.stack([penn13_from_body(camera.project(action.joints_at(i / 30)[0])[0]) for i in range(120)])
+        windows = np.stack([track[s:s + span:step] for s in range(0, len(track) - span + 1, 6)])
+        with torch.no_grad():
+            best = net(None, torch.from_numpy(windows)).logits.argmax(-1)
+        answers[name] = np.bincount(best.numpy(), minlength=len(checkpoint.class_names)).argmax()
+    recognised = [name for name, k in answers.items() if checkpoint.class_names[k] == name]
+    assert len(recognised) >= 5, {name: checkpoint.class_names[k] for name, k in answers.items()}

@@ -64,7 +64,7 @@ class DemoClip:
             return data["keypoints"]
 
 
-def _penn13_from_body(uv: np.ndarray) -> np.ndarray:
+def penn13_from_body(uv: np.ndarray) -> np.ndarray:
     """Projected body joints (Jbody, 2) -> ``penn13`` keypoints (13, 3) with confidence 1."""
     names = get_layout(GT_LAYOUT).joint_names
     out = np.ones((len(names), 3), np.float32)
@@ -85,7 +85,7 @@ def render_clip(actions: Sequence[str], seconds_per_action: float, fps: float,
         camera = frame_camera(action, size)
         for k in range(round(seconds_per_action * fps)):
             image, uv = render_frame(action, k / fps, camera)
-            yield image, _penn13_from_body(uv), name
+            yield image, penn13_from_body(uv), name
 
 
 def _clip_key(actions: Sequence[str], seconds_per_action: float, fps: float, size: tuple[int, int]) -> str:
