@@ -276,7 +276,7 @@ def write_report(report: BenchReport, output_dir: Path, stem: str) -> list[Path]
 def render_markdown(report: BenchReport) -> str:
     env = ", ".join(f"{key} {value}" for key, value in report.environment.items())
     parts = [f"Environment: {env}", "", "Per-window latency (batch 1):", "",
-             markdown_table(report.latency, ["model", "engine", "device", "precision", "input", "params_m",
+             markdown_table(report.latency, ["model", "weights", "engine", "device", "precision", "input", "params_m",
                                              "gflops", "median_ms", "p90_ms", "windows_per_s", "setup_s"])]
     if report.pipeline:
         parts += ["", "Whole pipeline (capture + MediaPipe + ring buffer + model), as fast as possible:", "",
@@ -307,5 +307,5 @@ def run_bench(models: list[str] | None = None, engines: list[str] | None = None,
             for name, _ in engine_variants(device, engines, compile=False):
                 report.pipeline.append(bench_pipeline(Path(video), checkpoint, name, device, fp16,
                                                       pose_model, cache, hop))
-            report.notes.append(f"pipeline rows: star-pose ({weights} weights), hop {hop}")
+            report.notes.append(f"pipeline rows: star-pose ({weights}), hop {hop}")
     return report

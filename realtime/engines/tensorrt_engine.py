@@ -101,7 +101,7 @@ def build_serialized_engine(trt: ModuleType, onnx_path: str | os.PathLike, fp16:
         raise RuntimeError(f"TensorRT cannot parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     if fp16:
-        if not builder.platform_has_fast_fp16:
+        if not getattr(builder, "platform_has_fast_fp16", True):  # deprecated in newer TensorRT
             log.warning("this GPU has no fast fp16; TensorRT will keep most layers in fp32")
         config.set_flag(trt.BuilderFlag.FP16)
     optimization_profile = builder.create_optimization_profile()
