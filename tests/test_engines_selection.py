@@ -137,6 +137,6 @@ def test_bench_writes_tables(tmp_path, monkeypatch):
     paths = write_report(report, tmp_path, "bench-cpu")
     assert {path.name for path in paths} == {"bench-cpu.json", "bench-cpu.md", "bench-cpu-latency.csv"}
     assert json.loads((tmp_path / "bench-cpu.json").read_text())["latency"][0]["engine"] == "torch"
-    assert "| star-pose | torch |" in (tmp_path / "bench-cpu.md").read_text()
+    assert f"| star-pose | {row.weights} | torch |" in (tmp_path / "bench-cpu.md").read_text()
     with pytest.raises(ValueError, match="unknown bench model"):
         run_bench(models=["resnet"], engines=["torch"])
