@@ -305,7 +305,10 @@ def run_bench(models: list[str] | None = None, engines: list[str] | None = None,
         if video is not None:
             checkpoint, weights = MODELS[0].checkpoint(frames_per_window)
             for name, _ in engine_variants(device, engines, compile=False):
-                report.pipeline.append(bench_pipeline(Path(video), checkpoint, name, device, fp16,
-                                                      pose_model, cache, hop))
+                try:
+                    report.pipeline.append(bench_pipeline(Path(video), checkpoint, name, device, fp16,
+                                                          pose_model, cache, hop))
+                except (EngineUnavailable, ValueError) as exc:  # e.g. fp16 without ORT's TensorRT provider
+                    report.notes.append(f"pipeline with {name}: {exc}")
             report.notes.append(f"pipeline rows: star-pose ({weights}), hop {hop}")
     return report
