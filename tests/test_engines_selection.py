@@ -30,16 +30,17 @@ def importable(*names):
     return lambda name: name in names
 
 
-@pytest.mark.parametrize("device, compile, libraries, expected", [
-    ("cuda", False, ("torch", "onnxruntime", "tensorrt"), "tensorrt"),
-    ("cuda", False, ("torch", "onnxruntime"), "torch"),
-    ("cuda", True, ("torch", "onnxruntime", "tensorrt"), "torch"),  # compile means torch
-    ("cpu", False, ("torch", "onnxruntime", "tensorrt"), "onnxruntime"),  # measured faster on CPU
-    ("cpu", False, ("torch",), "torch"),
-    ("cpu", True, ("torch", "onnxruntime"), "torch"),
+@pytest.mark.parametrize("device, compile, needs_frames, libraries, expected", [
+    ("cuda", False, True, ("torch", "onnxruntime", "tensorrt"), "tensorrt"),
+    ("cuda", False, False, ("torch", "onnxruntime"), "torch"),
+    ("cuda", True, True, ("torch", "onnxruntime", "tensorrt"), "torch"),  # compile means torch
+    ("cpu", False, False, ("torch", "onnxruntime", "tensorrt"), "onnxruntime"),  # faster for pose
+    ("cpu", False, True, ("torch", "onnxruntime"), "torch"),  # faster for the 3-D CNN
+    ("cpu", False, False, ("torch",), "torch"),
+    ("cpu", True, False, ("torch", "onnxruntime"), "torch"),
 ])
-def test_auto_selection(device, compile, libraries, expected):
-    assert select_engine(device, compile, importable(*libraries)) == expected
+def test_auto_selection(device, compile, needs_frames, libraries, expected):
+    assert select_engine(device, compile, needs_frames, importable(*libraries)) == expected
 
 
 def test_device_resolution_without_gpu(pose_checkpoint, monkeypatch):
