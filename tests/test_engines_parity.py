@@ -76,8 +76,8 @@ def test_star_pose_parity_from_the_onnx_file_alone(pose_export):
 def test_star_rgb_pose_parity_and_export_cache(tmp_path, monkeypatch):
     ck = load_checkpoint(tiny_checkpoint(tmp_path / "rgb.pt", "rgb+pose"))
     reference = create_engine(ck, "torch", "cpu")
-    engine = create_engine(ck, device="cpu", cache_dir=tmp_path / "cache", threads=1)
-    assert engine.name == "onnxruntime"  # the automatic choice on CPU
+    assert create_engine(ck, device="cpu").name == "torch"  # the automatic choice for RGB on CPU
+    engine = create_engine(ck, "onnxruntime", "cpu", cache_dir=tmp_path / "cache", threads=1)
     assert engine.needs_frames and engine.input_size == (112, 112)
     for batch in (1, 3):
         assert_parity(reference, engine, batch, seed=batch)
