@@ -5,12 +5,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 # Normalisation the torchvision video models were trained with (RGB, values in [0, 1] first).
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+
+def normalize_video(frames: np.ndarray) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 RGB -> ``(3, T, H, W)`` float32 in the layout and normalisation the
+    backbone expects. Training and the real-time ring buffer both call this, so they cannot drift."""
+    mean = np.asarray(KINETICS_MEAN, dtype=np.float32).reshape(3, 1, 1, 1)
+    std = np.asarray(KINETICS_STD, dtype=np.float32).reshape(3, 1, 1, 1)
+    video = np.asarray(frames).transpose(3, 0, 1, 2).astype(np.float32) / 255.0
+    return (video - mean) / std
+
 
 # Channels and spatial stride of each stage's output.
 STAGE_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}

@@ -23,11 +23,8 @@ import cv2
 import numpy as np
 
 from model import TemporalSampling
-from model.backbone import KINETICS_MEAN, KINETICS_STD
+from model.backbone import normalize_video
 from realtime.capture import Frame
-
-_MEAN = np.asarray(KINETICS_MEAN, dtype=np.float32).reshape(3, 1, 1, 1)
-_STD = np.asarray(KINETICS_STD, dtype=np.float32).reshape(3, 1, 1, 1)
 
 
 class FrameRange:
@@ -80,12 +77,6 @@ class _Entry:
     keypoints: np.ndarray
     person_found: bool
     image: np.ndarray | None
-
-
-def normalize_frames(images: np.ndarray) -> np.ndarray:
-    """``(T, H, W, 3)`` uint8 BGR -> ``(3, T, H, W)`` float32 RGB normalised for the backbone."""
-    rgb = images[..., ::-1].transpose(3, 0, 1, 2).astype(np.float32) / 255.0
-    return (rgb - _MEAN) / _STD
 
 
 class RingBuffer:
@@ -161,7 +152,9 @@ class RingBuffer:
         if positions is None:
             return None
         picked = [entries[p] for p in positions]
-        frames = normalize_frames(np.stack([e.image for e in picked])) if self.needs_frames else None
+        frames = None
+        if self.needs_frames:
+            frames = normalize_video(np.stack([e.image for e in picked])[..., ::-1])  # BGR -> RGB
         return Window(
             frames=frames,
             keypoints=np.stack([e.keypoints for e in picked]),

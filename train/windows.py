@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from model import TemporalSampling, convert_keypoints
-from model.backbone import KINETICS_MEAN, KINETICS_STD
+from model.backbone import normalize_video
 from train.augment import AugmentConfig, augment_keypoints
 from train.datasets.base import Sequence
 from train.sampling import evaluation_windows, random_window
@@ -51,14 +51,6 @@ def read_frames(source: Path, indices: np.ndarray, size: int) -> np.ndarray:
         capture.release()
     resized = [cv2.resize(images[int(i)], (size, size), interpolation=cv2.INTER_AREA) for i in indices]
     return np.stack(resized)[..., ::-1]  # BGR -> RGB
-
-
-def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """``(F, H, W, 3)`` uint8 RGB -> ``(3, F, H, W)`` float, Kinetics-normalised."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255).permute(3, 0, 1, 2)
-    mean = torch.tensor(KINETICS_MEAN).view(3, 1, 1, 1)
-    std = torch.tensor(KINETICS_STD).view(3, 1, 1, 1)
-    return (tensor - mean) / std
 
 
 class WindowDataset(Dataset):
@@ -122,7 +114,7 @@ class WindowDataset(Dataset):
             frames = read_frames(seq.frames, indices, self.image_size)
             if flip:
                 frames = frames[:, :, ::-1]
-            out["frames"] = frames_to_tensor(frames)
+            out["frames"] = torch.from_numpy(normalize_video(frames))
             keypoints = keypoints * np.array([self.image_size / seq.width, self.image_size / seq.height, 1],
                                              dtype=np.float32)
             width = float(self.image_size)
