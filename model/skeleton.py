@@ -13,7 +13,7 @@ in [0, 1] (Penn Action visibility 0/1, MediaPipe visibility, detector scores).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -179,10 +179,16 @@ def _source_recipe(joint: str, src: JointLayout, seen: frozenset[str] = frozense
     return None
 
 
-def conversion_recipe(src: str | JointLayout, dst: str | JointLayout) -> list[list[int] | None]:
+def conversion_recipe(src: str | JointLayout, dst: str | JointLayout) -> tuple[tuple[int, ...] | None, ...]:
     """For each joint of ``dst``: the ``src`` indices averaged to make it, or None if missing."""
-    src, dst = get_layout(src), get_layout(dst)
-    return [_source_recipe(joint, src) for joint in dst.joint_names]
+    return _cached_recipe(get_layout(src), get_layout(dst))
+
+
+@lru_cache(maxsize=None)
+def _cached_recipe(src: JointLayout, dst: JointLayout) -> tuple[tuple[int, ...] | None, ...]:
+    # Computed once per layout pair: the pose stage converts every frame it sees.
+    recipes = (_source_recipe(joint, src) for joint in dst.joint_names)
+    return tuple(None if parts is None else tuple(parts) for parts in recipes)
 
 
 def convert_keypoints(keypoints: np.ndarray, src: str | JointLayout, dst: str | JointLayout) -> np.ndarray:
@@ -200,7 +206,7 @@ def convert_keypoints(keypoints: np.ndarray, src: str | JointLayout, dst: str | 
     for j, parts in enumerate(conversion_recipe(src_layout, dst_layout)):
         if parts is None:
             continue
-        picked = keypoints[..., parts, :]
+        picked = keypoints[..., list(parts), :]
         out[..., j, :2] = picked[..., :2].mean(axis=-2)
         out[..., j, 2] = picked[..., 2].min(axis=-1)
     return out
