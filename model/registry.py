@@ -56,8 +56,4 @@ def build_model(name: str, num_classes: int, **cfg) -> nn.Module:
 
 def _import_builtin_models() -> None:
     # Imported lazily so that `model.registry` stays importable from the model modules themselves.
-    from model import star  # noqa: F401
-    try:
-        from model import deformable  # noqa: F401
-    except ImportError:  # the second paper's model lands separately
-        pass
+    from model import deformable, star  # noqa: F401
