@@ -3,10 +3,10 @@
 This package knows nothing of cameras, GUIs or training loops.
 """
 
-from model.checkpoint import (Checkpoint, CheckpointError, TemporalSampling, load_checkpoint,
-                              save_checkpoint)
-from model.registry import ActionOutput, build_model, list_models, register_model
-from model.skeleton import LAYOUTS, JointLayout, convert_keypoints, get_layout
+from star_har.model import deformable, star  # noqa: F401  (register the built-in models)
+from star_har.model.checkpoint import Checkpoint, CheckpointError, TemporalSampling, load_checkpoint, save_checkpoint
+from star_har.model.registry import ActionOutput, build_model, list_models, register_model
+from star_har.model.skeleton import LAYOUTS, JointLayout, convert_keypoints, get_layout
 
 __all__ = ["ActionOutput", "Checkpoint", "CheckpointError", "JointLayout", "LAYOUTS",
            "TemporalSampling", "build_model", "convert_keypoints", "get_layout", "list_models",

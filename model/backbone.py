@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from star_har.errors import InvalidInputError, MissingFileError
+
 # Normalisation the torchvision video models were trained with (RGB, values in [0, 1] first).
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -44,7 +46,7 @@ def load_mc3_18(weights: str | os.PathLike | None) -> nn.Module:
         return mc3_18(weights=MC3_18_Weights.KINETICS400_V1, progress=True)
     path = Path(weights)
     if not path.is_file():
-        raise FileNotFoundError(f"backbone weights not found: {path} (use 'kinetics400' or a state_dict file)")
+        raise MissingFileError(f"backbone weights not found: {path} (use 'kinetics400' or a state_dict file)")
     net = mc3_18(weights=None)
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net
@@ -66,7 +68,7 @@ class MC18Features(nn.Module):
         super().__init__()
         stages = list(STAGE_CHANNELS)
         if stages.index(middle_stage) >= stages.index(last_stage):
-            raise ValueError(f"middle stage {middle_stage} must come before last stage {last_stage}")
+            raise InvalidInputError(f"middle stage {middle_stage} must come before last stage {last_stage}")
         net = load_mc3_18(weights)
         self.stem = net.stem
         self.middle_stage, self.last_stage = middle_stage, last_stage

@@ -18,7 +18,6 @@ trainer, the exporters and the real-time engine need to use the model without ot
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.registry import build_model
-from model.skeleton import get_layout
+from star_har.errors import InvalidInputError, StarHarError
+from star_har.files import atomic_write
+from star_har.model.registry import build_model
+from star_har.model.skeleton import get_layout
 
 FORMAT_NAME = "star-har-checkpoint"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(Exception):
+class CheckpointError(StarHarError):
     """A checkpoint file is missing, unreadable, or not a star-har checkpoint (one-line message)."""
 
 
@@ -76,32 +77,18 @@ class Checkpoint:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """Write with ``torch.save`` to a temporary file then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through :func:`star_har.files.atomic_write`: a crash never leaves half a file."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def save_checkpoint(path: str | os.PathLike, net: nn.Module, *, model_name: str,
                     class_names: list[str], joint_layout: str, sampling: TemporalSampling,
                     meta: dict[str, Any] | None = None) -> None:
     """Save ``net`` (built by ``build_model(model_name, ...)``) atomically in the checkpoint format."""
-    hparams = dict(getattr(net, "hparams"))
+    hparams = dict(net.hparams)
     num_classes = hparams.pop("num_classes")
     if num_classes != len(class_names):
-        raise ValueError(f"model has {num_classes} classes but {len(class_names)} class names were given")
+        raise InvalidInputError(f"model has {num_classes} classes but {len(class_names)} class names were given")
     get_layout(joint_layout)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     atomic_torch_save({

@@ -65,10 +65,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.attention import FeedForward, MultiHeadAttention, sinusoidal_encoding
-from model.backbone import STAGE_CHANNELS, MC18Features
-from model.heatmaps import gaussian_heatmaps, joint_map_tokens
-from model.registry import ActionOutput, register_model
+from star_har.errors import InvalidInputError
+from star_har.model.attention import FeedForward, MultiHeadAttention, sinusoidal_encoding
+from star_har.model.backbone import STAGE_CHANNELS, MC18Features
+from star_har.model.heatmaps import gaussian_heatmaps, joint_map_tokens
+from star_har.model.registry import ActionOutput, register_model
 
 Modality = Literal["rgb+pose"]
 POSE_STAGE, RGB_STAGE = "layer1", "layer3"  # F_a (C, stride 2) and F_b (4C, stride 8)
@@ -216,7 +217,7 @@ class JointStrideAttention(_PreNormBlock):
                  mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
         super().__init__(dim, num_heads, mlp_ratio, dropout)
         if window < 2 or window % 2:
-            raise ValueError(f"joint window must be even and at least 2, got {window}")
+            raise InvalidInputError(f"joint window must be even and at least 2, got {window}")
         self.window = window
         padded = max(window, -(-num_joints // (window // 2)) * (window // 2))  # whole strides, >= 1 window
         missing = padded - num_joints
@@ -251,7 +252,7 @@ class TemporalStrideAttention(_PreNormBlock):
                  dropout: float = 0.0) -> None:
         super().__init__(dim, num_heads, mlp_ratio, dropout)
         if window < 2 or window % 2:
-            raise ValueError(f"temporal window must be even and at least 2, got {window}")
+            raise InvalidInputError(f"temporal window must be even and at least 2, got {window}")
         self.window = window
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -334,10 +335,10 @@ class DeformableTransformer(nn.Module):
                  temporal_window: int = 4) -> None:
         super().__init__()
         if modality != "rgb+pose":
-            raise ValueError(f"the deformable model supports modality 'rgb+pose' only, not {modality!r} "
+            raise InvalidInputError(f"the deformable model supports modality 'rgb+pose' only, not {modality!r} "
                              "(its 3D token search samples video features; use 'star' for pose only)")
         if dim % 2:
-            raise ValueError(f"dim must be even for the position encoding, got {dim}")
+            raise InvalidInputError(f"dim must be even for the position encoding, got {dim}")
         self.hparams = dict(num_classes=num_classes, modality=modality, num_joints=num_joints,
                             num_persons=num_persons, dim=dim, depth=depth, num_heads=num_heads,
                             mlp_ratio=mlp_ratio, dropout=dropout, sigma=sigma,
@@ -377,9 +378,9 @@ class DeformableTransformer(nn.Module):
 
     def forward(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> ActionOutput:
         if frames is None:
-            raise ValueError("the deformable model needs frames (B, 3, T, H, W)")
+            raise InvalidInputError("the deformable model needs frames (B, 3, T, H, W)")
         if keypoints.shape[2] != self.total_joints:
-            raise ValueError(f"expected {self.total_joints} joints (num_persons x num_joints), "
+            raise InvalidInputError(f"expected {self.total_joints} joints (num_persons x num_joints), "
                              f"got {keypoints.shape[2]}")
         torch._check(keypoints.shape[1] % 2 == 0, lambda: "the deformable model needs an even number of frames")
         z, p, m = self.tokens(frames, keypoints)

@@ -1,11 +1,18 @@
-"""A small model registry in the style of timm: ``build_model(name, num_classes, **cfg)``."""
+"""A small model registry in the style of timm: ``build_model(name, num_classes, **cfg)``.
+
+The model modules register themselves on import; ``star_har.model`` imports them, so the registry
+is full as soon as the package is imported and this module imports no model (no cycle).
+"""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from star_har.errors import UnknownNameError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -35,7 +42,6 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 
 def list_models() -> list[str]:
-    _import_builtin_models()
     return sorted(_REGISTRY)
 
 
@@ -46,14 +52,8 @@ def build_model(name: str, num_classes: int, **cfg) -> nn.Module:
     keypoints ``(B, T, J, 3)``, and returns an :class:`ActionOutput`. Its constructor arguments
     are kept in ``model.hparams`` so that a checkpoint can rebuild it.
     """
-    _import_builtin_models()
     try:
         constructor = _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+        raise UnknownNameError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
     return constructor(num_classes=num_classes, **cfg)
-
-
-def _import_builtin_models() -> None:
-    # Imported lazily so that `model.registry` stays importable from the model modules themselves.
-    from model import deformable, star  # noqa: F401

@@ -13,9 +13,11 @@ in [0, 1] (Penn Action visibility 0/1, MediaPipe visibility, detector scores).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 
 import numpy as np
+
+from star_har.errors import InvalidInputError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def get_layout(layout: str | JointLayout) -> JointLayout:
     try:
         return LAYOUTS[layout]
     except KeyError:
-        raise KeyError(f"unknown joint layout {layout!r}; known: {', '.join(LAYOUTS)}") from None
+        raise UnknownNameError(f"unknown joint layout {layout!r}; known: {', '.join(LAYOUTS)}") from None
 
 
 def _source_recipe(joint: str, src: JointLayout, seen: frozenset[str] = frozenset()) -> list[int] | None:
@@ -184,7 +186,7 @@ def conversion_recipe(src: str | JointLayout, dst: str | JointLayout) -> tuple[t
     return _cached_recipe(get_layout(src), get_layout(dst))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached_recipe(src: JointLayout, dst: JointLayout) -> tuple[tuple[int, ...] | None, ...]:
     # Computed once per layout pair: the pose stage converts every frame it sees.
     recipes = (_source_recipe(joint, src) for joint in dst.joint_names)
@@ -200,7 +202,7 @@ def convert_keypoints(keypoints: np.ndarray, src: str | JointLayout, dst: str | 
     keypoints = np.asarray(keypoints, dtype=np.float32)
     src_layout, dst_layout = get_layout(src), get_layout(dst)
     if keypoints.shape[-2:] != (src_layout.num_joints, 3):
-        raise ValueError(f"expected keypoints (..., {src_layout.num_joints}, 3) for layout "
+        raise InvalidInputError(f"expected keypoints (..., {src_layout.num_joints}, 3) for layout "
                          f"{src_layout.name!r}, got shape {keypoints.shape}")
     out = np.zeros(keypoints.shape[:-2] + (dst_layout.num_joints, 3), dtype=np.float32)
     for j, parts in enumerate(conversion_recipe(src_layout, dst_layout)):

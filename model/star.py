@@ -41,10 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.attention import FeedForward, MultiHeadAttention, sinusoidal_encoding
-from model.backbone import STAGE_CHANNELS, MC18Features
-from model.heatmaps import gaussian_heatmaps, joint_map_tokens, normalize_to_person_box
-from model.registry import ActionOutput, register_model
+from star_har.errors import InvalidInputError
+from star_har.model.attention import FeedForward, MultiHeadAttention, sinusoidal_encoding
+from star_har.model.backbone import STAGE_CHANNELS, MC18Features
+from star_har.model.heatmaps import gaussian_heatmaps, joint_map_tokens, normalize_to_person_box
+from star_har.model.registry import ActionOutput, register_model
 
 Modality = Literal["rgb+pose", "pose"]
 SplitMode = Literal["zigzag", "binary"]
@@ -60,7 +61,7 @@ class SplitTemporalAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, mode: SplitMode, dropout: float = 0.0) -> None:
         super().__init__()
         if mode not in ("zigzag", "binary"):
-            raise ValueError(f"split mode must be 'zigzag' or 'binary', not {mode!r}")
+            raise InvalidInputError(f"split mode must be 'zigzag' or 'binary', not {mode!r}")
         self.mode = mode
         self.attn = MultiHeadAttention(dim, num_heads, dropout)
 
@@ -148,7 +149,7 @@ class STARTransformer(nn.Module):
                  global_grid: int | None = 7, field_size: int = 16, field_channels: int = 64) -> None:
         super().__init__()
         if modality not in ("rgb+pose", "pose"):
-            raise ValueError(f"modality must be 'rgb+pose' or 'pose', not {modality!r}")
+            raise InvalidInputError(f"modality must be 'rgb+pose' or 'pose', not {modality!r}")
         self.hparams = dict(num_classes=num_classes, modality=modality, num_joints=num_joints,
                             dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                             dropout=dropout, sigma=sigma, min_confidence=min_confidence,
@@ -195,7 +196,7 @@ class STARTransformer(nn.Module):
             frame_tokens = self.joint_tokens(self.feature_field.to(keypoints.dtype), boxed)
         else:
             if frames is None:
-                raise ValueError("the rgb+pose modality needs frames (B, 3, T, H, W)")
+                raise InvalidInputError("the rgb+pose modality needs frames (B, 3, T, H, W)")
             middle, last = self.backbone(frames)
             height, width = frames.shape[-2:]
             scale = torch.tensor([1.0 / width, 1.0 / height, 1.0], dtype=keypoints.dtype,

@@ -6,7 +6,8 @@ Stages (each a small module, joined by bounded queues in :mod:`realtime.pipeline
 and :mod:`realtime.overlay` draws the results. This package never imports ``train``.
 """
 
-from pathlib import Path
+from star_har.files import packaged_file
 
-#: The checkpoint ``star-har run`` and the GUI use unless told otherwise (STAR, pose, Penn Action).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "star_pose_penn.pt"
+#: The checkpoint ``star-har run`` and the GUI use unless told otherwise (STAR, pose, Penn Action),
+#: shipped as package data so that it is found from a checkout and from an installed wheel alike.
+DEFAULT_CHECKPOINT = packaged_file("star_har.assets", "star_pose_penn.pt")

@@ -27,10 +27,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from model import TemporalSampling, build_model, list_models, load_checkpoint
-from model.checkpoint import Checkpoint
-from realtime import DEFAULT_CHECKPOINT
-from realtime.engines import EngineUnavailable, ModelSpec, available_engines, create_engine, resolve_device
+from star_har.errors import InvalidInputError
+from star_har.model import TemporalSampling, build_model, list_models, load_checkpoint
+from star_har.model.checkpoint import Checkpoint
+from star_har.realtime import DEFAULT_CHECKPOINT
+from star_har.realtime.engines import EngineUnavailable, ModelSpec, available_engines, create_engine, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def bench_models(keys: list[str] | None = None) -> list[BenchModel]:
     known = {model.key: model for model in MODELS}
     unknown = sorted(set(keys or []) - known.keys())
     if unknown:
-        raise ValueError(f"unknown bench model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+        raise InvalidInputError(f"unknown bench model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     chosen = [known[key] for key in keys] if keys else list(MODELS)
     skipped = [model.key for model in chosen if model.model_name not in registered]
     if skipped:
@@ -203,7 +204,7 @@ def bench_pipeline(video: Path, checkpoint: Checkpoint, engine_name: str, device
     """Run the real-time pipeline over ``video`` as fast as possible (every frame, no pacing)."""
     import cv2
 
-    from realtime.pipeline import Pipeline, PipelineConfig
+    from star_har.realtime.pipeline import Pipeline, PipelineConfig
 
     capture = cv2.VideoCapture(str(video))
     fps, frame_count = capture.get(cv2.CAP_PROP_FPS) or 30.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))

@@ -26,8 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.metrics import Metrics
-from realtime.queues import put_blocking, put_latest
+from star_har.realtime.metrics import Metrics
+from star_har.realtime.queues import put_blocking, put_latest
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import queue
 import sys
 import threading
 from pathlib import Path
 from typing import IO
+
+from star_har.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class VideoWriterThread(threading.Thread):
         self.error: str | None = None
 
     def put(self, update) -> None:
-        from realtime.queues import put_blocking, put_latest
+        from star_har.realtime.queues import put_blocking, put_latest
 
         if self.live:
             put_latest(self.updates, update)
@@ -43,7 +44,7 @@ class VideoWriterThread(threading.Thread):
 
     def close(self) -> None:
         """Write what is queued, then finish the file."""
-        from realtime.queues import put_latest
+        from star_har.realtime.queues import put_latest
 
         put_latest(self.updates, None)
         self.join()
@@ -51,7 +52,7 @@ class VideoWriterThread(threading.Thread):
     def run(self) -> None:
         import cv2
 
-        from realtime.overlay import draw_overlay
+        from star_har.realtime.overlay import draw_overlay
 
         writer = None
         fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
@@ -88,7 +89,7 @@ def run_headless(config, output: str | Path | None = None, save_video: str | Pat
 
     pipeline_factory: builds the pipeline from ``(config, on_frame, on_prediction)`` (tests).
     """
-    from realtime.pipeline import Pipeline
+    from star_har.realtime.pipeline import Pipeline
 
     factory = pipeline_factory or (lambda cfg, **callbacks: Pipeline(cfg, **callbacks))
     records: IO[str] | None = None
@@ -170,12 +171,12 @@ def _has_display() -> bool:
 
 
 def config_from_args(args: argparse.Namespace):
-    from realtime.pipeline import PipelineConfig
+    from star_har.realtime.pipeline import PipelineConfig
 
     if args.hop < 1:
-        raise ValueError(f"--hop must be at least 1, got {args.hop}")
+        raise InvalidInputError(f"--hop must be at least 1, got {args.hop}")
     if args.max_frames is not None and args.max_frames < 1:
-        raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}")
+        raise InvalidInputError(f"--max-frames must be at least 1, got {args.max_frames}")
     return PipelineConfig(
         source=args.source, checkpoint=args.checkpoint, engine=args.engine, device=args.device,
         fp16=args.fp16, hop=args.hop, threshold=args.threshold, smoothing=args.smoothing, top_k=args.top_k,
@@ -184,8 +185,8 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from realtime import DEFAULT_CHECKPOINT
-    from star_har.cli import UserError
+    from star_har.errors import UserError
+    from star_har.realtime import DEFAULT_CHECKPOINT
 
     config = config_from_args(args)
     if not Path(config.checkpoint).exists() and Path(config.checkpoint) == DEFAULT_CHECKPOINT:
@@ -193,12 +194,12 @@ def run_command(args: argparse.Namespace) -> int:
                         "configs/star_pose_penn.yaml`, or pass --checkpoint)")
     if not args.headless and _has_display() and args.output is None and args.save_video is None:
         try:
-            from realtime.gui import launch
+            from star_har.realtime.gui import launch
         except ImportError as exc:
             log.info("GUI unavailable (%s): running headless", exc)
         else:
             return int(launch(config) or 0)
-    from realtime.engines import EngineUnavailable
+    from star_har.realtime.engines import EngineUnavailable
 
     try:
         summary = run_headless(config, args.output, args.save_video, quiet=args.quiet)
@@ -210,7 +211,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from realtime import DEFAULT_CHECKPOINT
+    from star_har.realtime import DEFAULT_CHECKPOINT
 
     parser = subparsers.add_parser(
         "run", help="recognise actions live from a camera, video, stream or image folder",

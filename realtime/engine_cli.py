@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from star_har.errors import MissingFileError
+
 log = logging.getLogger(__name__)
 
 
@@ -14,10 +16,10 @@ def _input_size(value: int | None) -> tuple[int, int] | None:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from model import load_checkpoint
-    from realtime.engines import EngineUnavailable, ModelSpec
-    from realtime.export import export_checkpoint_onnx, export_tensorrt
-    from star_har.cli import UserError
+    from star_har.errors import UserError
+    from star_har.model import load_checkpoint
+    from star_har.realtime.engines import EngineUnavailable, ModelSpec
+    from star_har.realtime.export import export_checkpoint_onnx, export_tensorrt
 
     checkpoint = load_checkpoint(args.checkpoint)
     spec = ModelSpec.from_checkpoint(checkpoint, _input_size(args.input_size))
@@ -31,19 +33,19 @@ def export_command(args: argparse.Namespace) -> int:
             path = export_tensorrt(checkpoint, spec, args.output, fp16=args.fp16, max_batch=args.max_batch)
     except EngineUnavailable as exc:
         raise UserError(str(exc)) from None
-    inputs = "frames (B, 3, T, %d, %d) + keypoints" % spec.input_size if spec.needs_frames else "keypoints"
+    inputs = f"frames (B, 3, T, {spec.input_size[0]}, {spec.input_size[1]}) + keypoints" if spec.needs_frames else "keypoints"
     print(f"wrote {path} ({args.format}, {checkpoint.model_name}, inputs: {inputs} (B, T, {spec.input_joints}, 3), "
           f"{len(spec.class_names)} classes)")
     return 0
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    from realtime.bench import render_markdown, run_bench, write_report
-    from realtime.engines import EngineUnavailable
-    from star_har.cli import UserError
+    from star_har.errors import UserError
+    from star_har.realtime.bench import render_markdown, run_bench, write_report
+    from star_har.realtime.engines import EngineUnavailable
 
     if args.video is not None and not Path(args.video).is_file():
-        raise FileNotFoundError(f"video not found: {args.video}")
+        raise MissingFileError(f"video not found: {args.video}")
     models = args.models or (["star-pose", "star-rgb112"] if args.quick else None)
     repeats = min(args.repeats, 5) if args.quick else args.repeats
     try:

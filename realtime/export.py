@@ -26,8 +26,10 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from model.checkpoint import Checkpoint
-from realtime.engines.base import ModelSpec, atomic_write_bytes, default_cache_dir
+from star_har.errors import InvalidInputError
+from star_har.files import atomic_write
+from star_har.model.checkpoint import Checkpoint
+from star_har.realtime.engines.base import ModelSpec, default_cache_dir
 
 log = logging.getLogger(__name__)
 # The ONNX optimiser logs every rewrite at INFO; keep star-har's INFO output readable.
@@ -88,7 +90,7 @@ def _dynamic_shapes(spec: ModelSpec, dynamic_time: bool) -> tuple[dict[int, Dim]
     return frames, keypoints
 
 
-def _export_program(net: nn.Module, spec: ModelSpec, dynamic_time: bool) -> "torch.onnx.ONNXProgram":
+def _export_program(net: nn.Module, spec: ModelSpec, dynamic_time: bool) -> torch.onnx.ONNXProgram:
     frames, keypoints = spec.example_inputs(batch=2)
     wrapper = (RGBPoseExportWrapper if spec.needs_frames else PoseExportWrapper)(net).eval()
     args = (torch.from_numpy(keypoints),)
@@ -123,7 +125,7 @@ def export_onnx(net: nn.Module, spec: ModelSpec, path: str | os.PathLike,
     onnx.helper.set_model_props(proto, {_METADATA_PREFIX + key: value for key, value in props.items()})
     proto.producer_name = "star-har"
     onnx.checker.check_model(proto, full_check=True)
-    path = atomic_write_bytes(path, proto.SerializeToString())
+    path = atomic_write(path, proto.SerializeToString())
     log.info("exported %s to %s in %.1f s", spec.model_name, path, time.perf_counter() - start)
     return path
 
@@ -139,7 +141,7 @@ def read_onnx_spec(path: str | os.PathLike) -> ModelSpec:
     """The :class:`ModelSpec` stored in an ONNX file exported by :func:`export_onnx`."""
     metadata = read_onnx_metadata(path)
     if "spec" not in metadata:
-        raise ValueError(f"{path} was not exported by star-har (no star_har.spec metadata)")
+        raise InvalidInputError(f"{path} was not exported by star-har (no star_har.spec metadata)")
     return ModelSpec.from_json(metadata["spec"])
 
 
@@ -171,16 +173,22 @@ def export_tensorrt(checkpoint: Checkpoint, spec: ModelSpec, path: str | os.Path
                     max_batch: int = 8) -> Path:
     """Build a serialized TensorRT engine at ``path`` (its ONNX graph is kept next to it as
     ``.onnx`` and the build record as ``.json``: which GPU and TensorRT version it is valid for)."""
-    from realtime.engines.tensorrt_engine import (build_serialized_engine, engine_record, file_sha256,
-                                                  gpu_identity, import_tensorrt, profile_shapes)
+    from star_har.realtime.engines.tensorrt_engine import (
+        build_serialized_engine,
+        engine_record,
+        file_sha256,
+        gpu_identity,
+        import_tensorrt,
+        profile_shapes,
+    )
 
     trt = import_tensorrt()
     gpu = gpu_identity()
     path = Path(path)
     onnx_path = export_checkpoint_onnx(checkpoint, spec, path.with_suffix(".onnx"))
     profile = profile_shapes(spec, max_batch)
-    atomic_write_bytes(path, build_serialized_engine(trt, onnx_path, fp16, profile))
+    atomic_write(path, build_serialized_engine(trt, onnx_path, fp16, profile))
     record = engine_record(file_sha256(onnx_path), gpu, trt.__version__, fp16, profile)
-    atomic_write_bytes(path.with_suffix(".json"), json.dumps(record, indent=1).encode())
+    atomic_write(path.with_suffix(".json"), json.dumps(record, indent=1).encode())
     log.info("wrote TensorRT engine %s (%s, %s)", path, record["precision"], gpu["gpu_name"])
     return path

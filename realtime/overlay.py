@@ -14,9 +14,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from model.skeleton import JointLayout, get_layout
-from realtime.metrics import MetricsSnapshot
-from realtime.postprocess import ACTION, NO_PERSON, Prediction
+from star_har.model.skeleton import JointLayout, get_layout
+from star_har.realtime.metrics import MetricsSnapshot
+from star_har.realtime.postprocess import ACTION, NO_PERSON, Prediction
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 STATE_COLOURS = {ACTION: (80, 220, 80), NO_PERSON: (170, 170, 170)}  # BGR

@@ -36,20 +36,21 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from model import Checkpoint, load_checkpoint
-from realtime import DEFAULT_CHECKPOINT
-from realtime.capture import CaptureThread, Frame, FrameSource, open_source
-from realtime.metrics import Metrics, MetricsSnapshot
-from realtime.pose import PoseEstimator
-from realtime.postprocess import PostProcessor, Prediction
-from realtime.queues import get_until_stopped, put_blocking, put_latest
-from realtime.ring_buffer import RingBuffer, Window
+from star_har.errors import StarHarError
+from star_har.model import Checkpoint, load_checkpoint
+from star_har.realtime import DEFAULT_CHECKPOINT
+from star_har.realtime.capture import CaptureThread, Frame, FrameSource, open_source
+from star_har.realtime.metrics import Metrics, MetricsSnapshot
+from star_har.realtime.pose import PoseEstimator
+from star_har.realtime.postprocess import PostProcessor, Prediction
+from star_har.realtime.queues import get_until_stopped, put_blocking, put_latest
+from star_har.realtime.ring_buffer import RingBuffer, Window
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class Pipeline:
                                           name="star-har-inference", daemon=True)]
 
     def _create_engine(self):
-        from realtime.engines import create_engine
+        from star_har.realtime.engines import create_engine
 
         engine = create_engine(self.checkpoint, engine=self.config.engine, device=self.config.device,
                                fp16=self.config.fp16)
@@ -296,3 +297,23 @@ class Pipeline:
         if self.metrics.status == "running":
             self.metrics.set_status("stopped")
 
+
+
+def recognize(source: str | int, checkpoint: str | Path | None = None, **options) -> Iterator[Prediction]:
+    """Run the pipeline on ``source`` (a video file, URL, folder or camera index) and yield each
+    prediction as it is made; ``options`` are :class:`PipelineConfig` fields. Stopping the
+    iteration (``break``) stops the pipeline."""
+    config = PipelineConfig(source=source, checkpoint=checkpoint or DEFAULT_CHECKPOINT, **options)
+    predictions: queue.Queue = queue.Queue()
+    pipeline = Pipeline(config, on_prediction=predictions.put)
+    pipeline.start()
+    try:
+        while pipeline.running or not predictions.empty():
+            try:
+                yield predictions.get(timeout=0.1)
+            except queue.Empty:
+                continue
+    finally:
+        pipeline.join()
+    if pipeline.error:
+        raise StarHarError(pipeline.error)

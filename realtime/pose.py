@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from model.skeleton import convert_keypoints, get_layout
+from star_har.errors import MissingFileError
+from star_har.model.skeleton import convert_keypoints, get_layout
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def resolve_pose_model(path: str | os.PathLike | None = None, allow_download: bo
         if explicit:
             explicit = Path(explicit).expanduser()
             if not explicit.is_file():
-                raise FileNotFoundError(f"pose model not found: {explicit} (from {origin})")
+                raise MissingFileError(f"pose model not found: {explicit} (from {origin})")
             return explicit
     cached = cache_dir() / POSE_MODEL_NAME
     if cached.is_file():
@@ -77,13 +78,13 @@ def resolve_pose_model(path: str | os.PathLike | None = None, allow_download: bo
     how = (f"download {POSE_MODEL_URL} to {cached}, or pass --pose-model PATH, "
            f"or set {POSE_MODEL_ENV}=PATH")
     if not allow_download:
-        raise FileNotFoundError(f"pose model {POSE_MODEL_NAME} not found: {how}")
+        raise MissingFileError(f"pose model {POSE_MODEL_NAME} not found: {how}")
     log.info("downloading the MediaPipe pose model to %s", cached)
     try:
         return download(POSE_MODEL_URL, cached)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise FileNotFoundError(f"cannot download the pose model ({reason}); {how}") from None
+        raise MissingFileError(f"cannot download the pose model ({reason}); {how}") from None
 
 
 @dataclass(frozen=True)

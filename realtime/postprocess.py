@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from realtime.ring_buffer import FrameRange, Window
+from star_har.errors import InvalidInputError
+from star_har.realtime.ring_buffer import FrameRange, Window
 
 ACTION, UNCERTAIN, NO_PERSON = "action", "uncertain", "no_person"
 
@@ -91,9 +92,9 @@ class PostProcessor:
     def __init__(self, class_names: list[str], threshold: float = 0.5, smoothing: float = 0.5,
                  top_k: int = 3, min_person_fraction: float = 0.5) -> None:
         if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+            raise InvalidInputError(f"smoothing must be in [0, 1), got {smoothing}")
         if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+            raise InvalidInputError(f"threshold must be in [0, 1], got {threshold}")
         self.class_names = list(class_names)
         self.threshold, self.smoothing = threshold, smoothing
         self.top_k = max(1, min(top_k, len(self.class_names)))
@@ -116,7 +117,7 @@ class PostProcessor:
     def update(self, window: Window, logits: np.ndarray, importance: np.ndarray) -> Prediction:
         """Prediction for ``window`` from the model's ``(K,)`` logits and ``(T,)`` importance."""
         if len(logits) != len(self.class_names):
-            raise ValueError(f"model gave {len(logits)} logits for {len(self.class_names)} classes")
+            raise InvalidInputError(f"model gave {len(logits)} logits for {len(self.class_names)} classes")
         probabilities = softmax(logits)
         if self._smoothed is not None:
             probabilities = self.smoothing * self._smoothed + (1.0 - self.smoothing) * probabilities

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model import TemporalSampling
-from model.backbone import normalize_video
-from realtime.capture import Frame
+from star_har.errors import InvalidInputError
+from star_har.model import TemporalSampling
+from star_har.model.backbone import normalize_video
+from star_har.realtime.capture import Frame
 
 
 class FrameRange:
@@ -91,7 +92,7 @@ class RingBuffer:
                  input_size: tuple[int, int] = (112, 112), capacity: int | None = None,
                  max_fps: float = 120.0) -> None:
         if hop < 1:
-            raise ValueError(f"hop must be at least 1 frame, got {hop}")
+            raise InvalidInputError(f"hop must be at least 1 frame, got {hop}")
         self.sampling, self.hop = sampling, hop
         self.needs_frames, self.input_size = needs_frames, tuple(input_size)
         self.span = sampling.frame_interval * (sampling.frames_per_window - 1)

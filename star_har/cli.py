@@ -8,12 +8,11 @@ import importlib
 import logging
 import sys
 
+from star_har.errors import StarHarError
+
 # Modules providing subcommands, in the order `--help` lists them.
-COMMAND_MODULES = ("star_har.info", "train.cli", "realtime.cli", "realtime.engine_cli", "realtime.demo.cli",)
-
-
-class UserError(Exception):
-    """A problem with the user's input, reported as one line without a traceback."""
+COMMAND_MODULES = ("star_har.info", "star_har.train.cli", "star_har.realtime.cli",
+                   "star_har.realtime.engine_cli", "star_har.realtime.demo.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,13 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # one readable line for expected problems; -v shows the traceback
-        from model.checkpoint import CheckpointError
-        if args.verbose or not isinstance(exc, (UserError, CheckpointError, FileNotFoundError,
-                                                 ValueError, KeyError)):
+    except StarHarError as exc:  # one readable line for problems the user can fix; -v shows the traceback
+        if args.verbose:
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"star-har {args.command}: error: {message}", file=sys.stderr)
+        print(f"star-har {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -17,7 +17,7 @@ def _version(package: str) -> str:
 def collect_info() -> dict[str, object]:
     import torch
 
-    from model import list_models
+    from star_har.model import list_models
 
     cuda = torch.cuda.is_available()
     info: dict[str, object] = {

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import TemporalSampling, build_model, get_layout, save_checkpoint
-from realtime.capture import FrameSource, SourceError
-from realtime.pose import PoseResult
+from star_har.model import TemporalSampling, build_model, get_layout, save_checkpoint
+from star_har.realtime.capture import FrameSource, SourceError
+from star_har.realtime.pose import PoseResult
 
 CLASS_NAMES = ["clap", "jump", "squat", "wave"]
 

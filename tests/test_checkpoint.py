@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from model import CheckpointError, TemporalSampling, build_model, load_checkpoint, save_checkpoint
+from star_har.model import CheckpointError, TemporalSampling, build_model, load_checkpoint, save_checkpoint
 
 CLASSES = ["wave", "jump", "sit"]
 

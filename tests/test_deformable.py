@@ -3,9 +3,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import TemporalSampling, build_model, load_checkpoint, save_checkpoint
-from model.deformable import (JointStrideAttention, TemporalStrideAttention, TokenSearch3D,
-                              merge_stride_windows, stride_windows, trilinear_sample)
+from star_har.model import TemporalSampling, build_model, load_checkpoint, save_checkpoint
+from star_har.model.deformable import (
+    JointStrideAttention,
+    TemporalStrideAttention,
+    TokenSearch3D,
+    merge_stride_windows,
+    stride_windows,
+    trilinear_sample,
+)
 
 TINY = dict(dim=32, depth=1, num_heads=2, dropout=0.0)
 

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from model.skeleton import get_layout
-from realtime.demo.body import ACTIONS, JOINT_INDEX, forward_kinematics
-from realtime.demo.clip import Segment, generate_demo_clip, render_clip
-from realtime.demo.cli import format_scores, score_segments
+from star_har.model.skeleton import get_layout
+from star_har.realtime.demo.body import ACTIONS, JOINT_INDEX, forward_kinematics
+from star_har.realtime.demo.cli import format_scores, score_segments
+from star_har.realtime.demo.clip import Segment, generate_demo_clip, render_clip
 
 PENN = get_layout("penn13")
 
@@ -81,7 +81,7 @@ def test_score_segments_counts_windows_inside_each_segment():
 
 @pytest.mark.parametrize("action", ["jumping_jacks", "pushup", "bench_press"])
 def test_mediapipe_finds_the_rendered_person(pose_model_path, action):
-    from realtime.pose import PoseEstimator
+    from star_har.realtime.pose import PoseEstimator
 
     frames = list(render_clip([action], 0.5, 30.0, (640, 480)))
     errors = []
@@ -96,7 +96,7 @@ def test_mediapipe_finds_the_rendered_person(pose_model_path, action):
 
 
 def test_demo_headless_end_to_end(tmp_path, pose_model_path, monkeypatch, capsys):
-    from realtime.demo.cli import run_demo
+    from star_har.realtime.demo.cli import run_demo
     from tests.realtime_helpers import tiny_checkpoint
 
     monkeypatch.setenv("STAR_HAR_POSE_MODEL", str(pose_model_path))
@@ -119,10 +119,10 @@ def test_shipped_model_recognises_the_demo_actions():
     skeleton, the model's most frequent answer per action is that action (5 of 6 at least)."""
     import torch
 
-    from model import load_checkpoint
-    from realtime import DEFAULT_CHECKPOINT
-    from realtime.demo.clip import DEFAULT_ACTIONS, penn13_from_body
-    from realtime.demo.render import frame_camera
+    from star_har.model import load_checkpoint
+    from star_har.realtime import DEFAULT_CHECKPOINT
+    from star_har.realtime.demo.clip import DEFAULT_ACTIONS, penn13_from_body
+    from star_har.realtime.demo.render import frame_camera
 
     if not DEFAULT_CHECKPOINT.is_file():
         pytest.skip(f"no shipped checkpoint at {DEFAULT_CHECKPOINT}")

@@ -11,12 +11,12 @@ import onnx
 import pytest
 import torch
 
-from model import TemporalSampling, build_model, list_models, load_checkpoint, save_checkpoint
-from realtime.engines import ModelSpec, create_engine
-from realtime.engines.onnx_engine import OnnxRuntimeEngine
-from realtime.engines.torch_engine import TorchEngine
-from realtime.export import read_onnx_metadata, read_onnx_spec
 from star_har.cli import main
+from star_har.model import TemporalSampling, build_model, list_models, load_checkpoint, save_checkpoint
+from star_har.realtime.engines import ModelSpec, create_engine
+from star_har.realtime.engines.onnx_engine import OnnxRuntimeEngine
+from star_har.realtime.engines.torch_engine import TorchEngine
+from star_har.realtime.export import read_onnx_metadata, read_onnx_spec
 from tests.realtime_helpers import CLASS_NAMES, tiny_checkpoint
 
 
@@ -82,7 +82,7 @@ def test_star_rgb_pose_parity_and_export_cache(tmp_path, monkeypatch):
     for batch in (1, 3):
         assert_parity(reference, engine, batch, seed=batch)
     # A second engine for the same weights reuses the cached export instead of exporting again.
-    monkeypatch.setattr("realtime.export.export_onnx", lambda *a, **k: pytest.fail("exported twice"))
+    monkeypatch.setattr("star_har.realtime.export.export_onnx", lambda *a, **k: pytest.fail("exported twice"))
     create_engine(ck, "onnxruntime", "cpu", cache_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1
 

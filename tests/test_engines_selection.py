@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from model import load_checkpoint
-from realtime.bench import run_bench, write_report
-from realtime.engines import EngineUnavailable, ModelSpec, create_engine, select_engine
-from realtime.engines.factory import resolve_device
-from realtime.engines.onnx_engine import execution_providers
+from star_har.model import load_checkpoint
+from star_har.realtime.bench import run_bench, write_report
+from star_har.realtime.engines import EngineUnavailable, ModelSpec, create_engine, select_engine
+from star_har.realtime.engines.factory import resolve_device
+from star_har.realtime.engines.onnx_engine import execution_providers
 from tests.realtime_helpers import CLASS_NAMES, tiny_checkpoint
 
 
@@ -44,14 +44,14 @@ def test_auto_selection(device, compile, needs_frames, libraries, expected):
 
 
 def test_device_resolution_without_gpu(pose_checkpoint, monkeypatch):
-    monkeypatch.setattr("realtime.engines.factory.cuda_available", lambda: False)
+    monkeypatch.setattr("star_har.realtime.engines.factory.cuda_available", lambda: False)
     assert resolve_device("auto") == "cpu"
     with pytest.raises(EngineUnavailable, match="no CUDA GPU"):
         create_engine(pose_checkpoint, device="cuda")
 
 
 def test_bad_combinations_are_clear_errors(pose_checkpoint, monkeypatch):
-    monkeypatch.setattr("realtime.engines.factory.cuda_available", lambda: False)
+    monkeypatch.setattr("star_har.realtime.engines.factory.cuda_available", lambda: False)
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         create_engine(pose_checkpoint, "torch", "cpu", fp16=True)
     with pytest.raises(ValueError, match="--compile applies to the torch engine"):
@@ -130,7 +130,7 @@ def test_model_spec_reads_input_size_and_people(rgb_checkpoint):
 
 
 def test_bench_writes_tables(tmp_path, monkeypatch):
-    monkeypatch.setattr("realtime.engines.factory.cuda_available", lambda: False)
+    monkeypatch.setattr("star_har.realtime.engines.factory.cuda_available", lambda: False)
     report = run_bench(models=["star-pose"], engines=["torch"], repeats=2, warmup=1)
     (row,) = report.latency
     assert (row.model, row.engine, row.device) == ("star-pose", "torch", "cpu")

@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from realtime.engines import EngineUnavailable, ModelSpec
-from realtime.engines import tensorrt_engine as trt_engine
 from star_har.cli import main
+from star_har.realtime.engines import EngineUnavailable, ModelSpec
+from star_har.realtime.engines import tensorrt_engine as trt_engine
 from tests.realtime_helpers import tiny_checkpoint
 
 GPU = {"gpu_name": "NVIDIA H100", "compute_capability": "9.0"}

@@ -21,11 +21,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PyQt6")
 pytest.importorskip("pytestqt")
 
-from realtime.gui.app import create_app  # noqa: E402
-from realtime.gui.widgets import ImportanceBars, ThumbnailCache  # noqa: E402
-from realtime.gui.window import MainWindow  # noqa: E402
-from realtime.overlay import confidence_colour  # noqa: E402
-from realtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from star_har.realtime.gui.app import create_app  # noqa: E402
+from star_har.realtime.gui.widgets import ImportanceBars, ThumbnailCache  # noqa: E402
+from star_har.realtime.gui.window import MainWindow  # noqa: E402
+from star_har.realtime.overlay import confidence_colour  # noqa: E402
+from star_har.realtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
 from tests.realtime_helpers import FakePose, SyntheticSource, tiny_checkpoint  # noqa: E402
 
 # A standing person in a 320 x 240 frame, penn13 order, confidence 0.9.
@@ -180,7 +180,7 @@ def test_close_joins_every_thread_and_recording_is_written(qtbot, media):
 
 def test_lost_camera_is_reported_then_recovers(qtbot, media, monkeypatch):
     camera = SyntheticSource(10**6, size=(240, 320), live=True, fail_after=30, failed_opens=1, delay=0.01)
-    monkeypatch.setattr("realtime.gui.controller.open_source", lambda *args: camera)
+    monkeypatch.setattr("star_har.realtime.gui.controller.open_source", lambda *args: camera)
     window = _window(qtbot, media)
     window.start()
     qtbot.waitUntil(lambda: window.message.text().startswith("source lost"), timeout=20000)

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.capture import CaptureThread, ImageFolderSource, RetryPolicy, SourceError, open_source
-from realtime.metrics import Metrics
+from star_har.realtime.capture import CaptureThread, ImageFolderSource, RetryPolicy, SourceError, open_source
+from star_har.realtime.metrics import Metrics
 from tests.realtime_helpers import SyntheticSource
 
 

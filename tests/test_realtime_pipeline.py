@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from model import load_checkpoint
-from realtime.cli import run_headless
-from realtime.engines import create_engine
-from realtime.pipeline import Pipeline, PipelineConfig
 from star_har.cli import main
+from star_har.model import load_checkpoint
+from star_har.realtime.cli import run_headless
+from star_har.realtime.engines import create_engine
+from star_har.realtime.pipeline import Pipeline, PipelineConfig
 from tests.realtime_helpers import FakePose, MeanPoseEngine, SyntheticSource, tiny_checkpoint
 
 

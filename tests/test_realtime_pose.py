@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime import pose as pose_module
-from realtime.pose import PoseEstimator, resolve_pose_model, select_main_person
+from star_har.realtime import pose as pose_module
+from star_har.realtime.pose import PoseEstimator, resolve_pose_model, select_main_person
 
 
 def test_mediapipe_finds_the_person_with_joints_inside_the_frame(tai_chi_video, pose_model_path):
@@ -40,7 +40,7 @@ def test_mediapipe_finds_the_person_with_joints_inside_the_frame(tai_chi_video, 
 def test_nobody_in_view_is_reported_not_invented(pose_model_path):
     with PoseEstimator(pose_model_path, layout="coco17") as estimator:
         blank = np.full((240, 320, 3), 127, np.uint8)
-        for i in range(3):  # repeated and equal timestamps must not upset VIDEO mode
+        for _ in range(3):  # repeated and equal timestamps must not upset VIDEO mode
             result = estimator.process(blank, 0.0)
             assert not result.person_found and result.main_index is None
             assert result.keypoints.shape == (17, 3) and not result.keypoints.any()

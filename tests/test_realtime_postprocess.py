@@ -9,10 +9,10 @@ import queue
 import numpy as np
 import pytest
 
-from realtime.metrics import Metrics
-from realtime.overlay import draw_overlay
-from realtime.postprocess import ACTION, NO_PERSON, UNCERTAIN, PostProcessor, softmax
-from realtime.ring_buffer import Window
+from star_har.realtime.metrics import Metrics
+from star_har.realtime.overlay import draw_overlay
+from star_har.realtime.postprocess import ACTION, NO_PERSON, UNCERTAIN, PostProcessor, softmax
+from star_har.realtime.ring_buffer import Window
 
 NAMES = ["clap", "jump", "squat", "wave"]
 

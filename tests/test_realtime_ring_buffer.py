@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model import TemporalSampling
-from model.backbone import KINETICS_MEAN, KINETICS_STD
-from realtime.capture import Frame
-from realtime.ring_buffer import RingBuffer
+from star_har.model import TemporalSampling
+from star_har.model.backbone import KINETICS_MEAN, KINETICS_STD
+from star_har.realtime.capture import Frame
+from star_har.realtime.ring_buffer import RingBuffer
 
 SAMPLING = TemporalSampling(frames_per_window=16, window_seconds=1.6)  # one frame every 0.1 s
 

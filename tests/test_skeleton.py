@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from model.skeleton import LAYOUTS, convert_keypoints, flip_keypoints, get_layout
+from star_har.model.skeleton import LAYOUTS, convert_keypoints, flip_keypoints, get_layout
 
 
 @pytest.mark.parametrize("name,count", [("mediapipe33", 33), ("coco17", 17), ("penn13", 13),

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from model import build_model
-from model.heatmaps import gaussian_heatmaps, joint_map_tokens, normalize_to_person_box
-from model.star import SplitTemporalAttention, STARLayer
+from star_har.model import build_model
+from star_har.model.heatmaps import gaussian_heatmaps, joint_map_tokens, normalize_to_person_box
+from star_har.model.star import SplitTemporalAttention, STARLayer
 
 torch.manual_seed(0)
 TINY = dict(dim=32, depth=1, num_heads=2, dropout=0.0)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
-from model import TemporalSampling, get_layout
-from model.skeleton import flip_keypoints
-from train.augment import AugmentConfig, augment_keypoints
-from train.datasets.base import stratified_split
-from train.datasets.clips import load_clip_folder
-from train.datasets.npz import load_npz, load_npz_folder, save_npz
-from train.datasets.ntu import load_ntu, read_skeleton, split_of
-from train.datasets.penn import load_penn_action, load_penn_mat
-from train.sampling import evaluation_windows, random_window, window_at
-from train.windows import WindowDataset
 from train_fixtures import STANDING, make_npz_dataset, moving_skeleton, skeleton_text, write_penn_mat
+
+from star_har.model import TemporalSampling, get_layout
+from star_har.model.skeleton import flip_keypoints
+from star_har.train.augment import AugmentConfig, augment_keypoints
+from star_har.train.datasets.base import stratified_split
+from star_har.train.datasets.clips import load_clip_folder
+from star_har.train.datasets.npz import load_npz, load_npz_folder, save_npz
+from star_har.train.datasets.ntu import load_ntu, read_skeleton, split_of
+from star_har.train.datasets.penn import load_penn_action, load_penn_mat
+from star_har.train.sampling import evaluation_windows, random_window, window_at
+from star_har.train.windows import WindowDataset
 
 PENN = get_layout("penn13")
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-from model import load_checkpoint
-from star_har.cli import main
-from train.config import load_config
-from train.engine import train
 from train_fixtures import make_npz_dataset
+
+from star_har.cli import main
+from star_har.model import load_checkpoint
+from star_har.train.config import load_config
+from star_har.train.engine import train
 
 TINY = {"name": "star", "modality": "pose", "layout": "penn13", "dim": 32, "depth": 1, "num_heads": 2,
         "dropout": 0.0}

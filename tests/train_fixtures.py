@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from train.datasets.npz import save_npz
+from star_har.train.datasets.npz import save_npz
 
 # A standing person in Penn's 13-joint order (pixels of a 200 x 200 frame).
 STANDING = np.array([[100, 30], [80, 55], [120, 55], [75, 85], [125, 85], [72, 115], [128, 115],

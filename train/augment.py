@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.skeleton import flip_keypoints, get_layout
+from star_har.model.skeleton import flip_keypoints, get_layout
 
 
 @dataclass

@@ -18,8 +18,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from train.config import load_config
-    from train.engine import train
+    from star_har.train.config import load_config
+    from star_har.train.engine import train
 
     overrides = list(args.set or [])
     for key, value in (("epochs", args.epochs), ("optim.lr", args.lr), ("batch_size", args.batch_size),
@@ -48,7 +48,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from train.evaluate import evaluate_checkpoint
+    from star_har.train.evaluate import evaluate_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from star_har.errors import InvalidInputError, MissingFileError
+
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "output": "runs/train",
@@ -59,17 +61,17 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def set_value(cfg: dict[str, Any], assignment: str) -> None:
     """Apply one ``a.b.c=value`` override in place."""
     if "=" not in assignment:
-        raise ValueError(f"override {assignment!r} must look like key.sub=value")
+        raise InvalidInputError(f"override {assignment!r} must look like key.sub=value")
     path, raw = assignment.split("=", 1)
     keys = path.strip().split(".")
     node = cfg
     for key in keys[:-1]:
         if not isinstance(node.get(key), dict):
-            raise ValueError(f"unknown config section {key!r} in override {assignment!r}")
+            raise InvalidInputError(f"unknown config section {key!r} in override {assignment!r}")
         node = node[key]
     if keys[0] not in DEFAULTS or (len(keys) == 2 and keys[0] not in ("model", "augment")
                                    and isinstance(DEFAULTS[keys[0]], dict) and keys[1] not in DEFAULTS[keys[0]]):
-        raise ValueError(f"unknown config key {path!r}")
+        raise InvalidInputError(f"unknown config key {path!r}")
     node[keys[-1]] = _parse(raw)
 
 
@@ -90,13 +92,13 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict[str,
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config not found: {path}")
+            raise MissingFileError(f"config not found: {path}")
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"config {path} must be a YAML mapping")
+            raise InvalidInputError(f"config {path} must be a YAML mapping")
         unknown = sorted(set(loaded) - set(DEFAULTS))
         if unknown:
-            raise ValueError(f"unknown config key(s) in {path}: {', '.join(unknown)}")
+            raise InvalidInputError(f"unknown config key(s) in {path}: {', '.join(unknown)}")
         cfg = merge(cfg, loaded)
     for assignment in overrides:
         set_value(cfg, assignment)

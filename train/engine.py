@@ -15,9 +15,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,12 +28,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from model import TemporalSampling, build_model, get_layout, load_checkpoint, save_checkpoint
-from model.checkpoint import atomic_torch_save
-from train.augment import AugmentConfig
-from train.datasets import load_splits
-from train.metrics import plot_confusion, plot_curves, summarize
-from train.windows import WindowDataset
+from star_har.errors import InvalidInputError, MissingFileError
+from star_har.model import TemporalSampling, build_model, get_layout, load_checkpoint, save_checkpoint
+from star_har.model.checkpoint import atomic_torch_save
+from star_har.train.augment import AugmentConfig
+from star_har.train.datasets import load_splits
+from star_har.train.metrics import plot_confusion, plot_curves, summarize
+from star_har.train.windows import WindowDataset
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,9 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
     def __init__(self, size: int, global_batch: int, rank: int = 0, world: int = 1, seed: int = 0) -> None:
         if global_batch % world:
-            raise ValueError(f"batch_size {global_batch} is not divisible by the {world} processes")
+            raise InvalidInputError(f"batch_size {global_batch} is not divisible by the {world} processes")
         if size < global_batch:
-            raise ValueError(f"only {size} training windows for a batch of {global_batch}: lower batch_size")
+            raise InvalidInputError(f"only {size} training windows for a batch of {global_batch}: lower batch_size")
         self.size, self.global_batch, self.rank, self.world, self.seed = size, global_batch, rank, world, seed
         self.epoch = 0
 
@@ -81,7 +83,7 @@ def build_optimizer(params: list[nn.Parameter], optim: dict[str, Any]) -> torch.
     if name == "adamw":
         return torch.optim.AdamW(params, lr=optim["lr"], betas=tuple(optim.get("betas", (0.9, 0.999))),
                                  weight_decay=optim.get("weight_decay", 0.01))
-    raise ValueError(f"unknown optimizer {optim['name']!r}; use sgd or adamw")
+    raise InvalidInputError(f"unknown optimizer {optim['name']!r}; use sgd or adamw")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, schedule: dict[str, Any], epochs: int,
@@ -89,7 +91,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, schedule: dict[str, Any], 
     """Per-step linear warm-up then cosine decay to ``min_lr_ratio`` (or a constant rate)."""
     name = schedule["name"].lower()
     if name not in ("cosine", "constant"):
-        raise ValueError(f"unknown schedule {schedule['name']!r}; use cosine or constant")
+        raise InvalidInputError(f"unknown schedule {schedule['name']!r}; use cosine or constant")
     warmup = int(schedule.get("warmup_epochs", 0) * steps_per_epoch)
     total = max(epochs * steps_per_epoch, 1)
     floor = float(schedule.get("min_lr_ratio", 0.0))
@@ -210,7 +212,7 @@ def train(cfg: dict[str, Any], resume: bool = False, command: str | None = None,
     out = Path(cfg["output"])
     state_path = out / STATE_FILE
     if resume and not state_path.is_file():
-        raise FileNotFoundError(f"nothing to resume: {state_path} does not exist")
+        raise MissingFileError(f"nothing to resume: {state_path} does not exist")
     train_seqs, val_seqs, class_names = load_splits(cfg["data"])
     net, layout, sampling = build_network(cfg, class_names)
     model_name = model_name_of(cfg)

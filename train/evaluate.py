@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from model import load_checkpoint
-from train.datasets import load_sequences
-from train.datasets.base import stratified_split
-from train.engine import predict_windows
-from train.metrics import plot_confusion, summarize
-from train.windows import WindowDataset
+from star_har.errors import InvalidInputError
+from star_har.model import load_checkpoint
+from star_har.train.datasets import load_sequences
+from star_har.train.datasets.base import stratified_split
+from star_har.train.engine import predict_windows
+from star_har.train.metrics import plot_confusion, summarize
+from star_har.train.windows import WindowDataset
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, kind: str
             kept, held = stratified_split(sequences, val_fraction, split_seed)
         sequences = held if split == "val" else kept
     if not sequences:
-        raise ValueError(f"no sequences to evaluate in {data_root} (split {split})")
+        raise InvalidInputError(f"no sequences to evaluate in {data_root} (split {split})")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = ck.build().to(device)
     dataset = WindowDataset(sequences, ck.class_names, ck.joint_layout, ck.sampling, None,

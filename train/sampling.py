@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model import TemporalSampling
+from star_har.model import TemporalSampling
 
 
 def _interval(fps: float, sampling: TemporalSampling, speed: float) -> float:

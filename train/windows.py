@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from model import TemporalSampling, convert_keypoints
-from model.backbone import normalize_video
-from train.augment import AugmentConfig, augment_keypoints
-from train.datasets.base import Sequence
-from train.sampling import evaluation_windows, random_window
+from star_har.errors import InvalidInputError
+from star_har.model import TemporalSampling, convert_keypoints
+from star_har.model.backbone import normalize_video
+from star_har.train.augment import AugmentConfig, augment_keypoints
+from star_har.train.datasets.base import Sequence
+from star_har.train.sampling import evaluation_windows, random_window
 
 
 def read_frames(source: Path, indices: np.ndarray, size: int) -> np.ndarray:
@@ -34,7 +35,7 @@ def read_frames(source: Path, indices: np.ndarray, size: int) -> np.ndarray:
         for i in wanted:
             image = cv2.imread(str(files[min(i, len(files) - 1)]))
             if image is None:
-                raise ValueError(f"unreadable frame {files[min(i, len(files) - 1)]}")
+                raise InvalidInputError(f"unreadable frame {files[min(i, len(files) - 1)]}")
             images[i] = image
     else:
         capture = cv2.VideoCapture(str(source))
@@ -46,7 +47,7 @@ def read_frames(source: Path, indices: np.ndarray, size: int) -> np.ndarray:
                 last = frame if ok else last
                 position += 1
             if last is None:
-                raise ValueError(f"unreadable video {source}")
+                raise InvalidInputError(f"unreadable video {source}")
             images[i] = last
         capture.release()
     resized = [cv2.resize(images[int(i)], (size, size), interpolation=cv2.INTER_AREA) for i in indices]
@@ -75,11 +76,11 @@ class WindowDataset(Dataset):
         index = {name: i for i, name in enumerate(class_names)}
         unknown = sorted({s.label for s in sequences} - set(index))
         if unknown:
-            raise ValueError(f"unknown class(es) {', '.join(unknown)}; the class list is {', '.join(class_names)}")
+            raise InvalidInputError(f"unknown class(es) {', '.join(unknown)}; the class list is {', '.join(class_names)}")
         if modality == "rgb+pose":
             missing = [s.name for s in sequences if s.frames is None]
             if missing:
-                raise ValueError(f"the rgb+pose modality needs RGB frames; {len(missing)} sequences have none "
+                raise InvalidInputError(f"the rgb+pose modality needs RGB frames; {len(missing)} sequences have none "
                                  f"(e.g. {missing[0]})")
         self.sequences = sequences
         self.keypoints = [convert_keypoints(s.keypoints, s.layout, layout) for s in sequences]

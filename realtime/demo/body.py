@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from star_har.errors import InvalidInputError
+
 # Body joints in the order of their arrays; a parent always comes before its children.
 JOINTS: tuple[str, ...] = (
     "pelvis", "chest", "neck", "head",
@@ -154,7 +156,7 @@ class Action:
         elif self.anchor == "pelvis":
             shift = self.anchor_height
         else:
-            raise ValueError(f"unknown anchor {self.anchor!r}")
+            raise InvalidInputError(f"unknown anchor {self.anchor!r}")
         positions[:, 1] += shift
         return positions, frames
 

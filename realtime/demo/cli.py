@@ -73,9 +73,11 @@ def score_segments(records: list[dict], segments) -> list[SegmentScore]:
 def format_scores(scores: list[SegmentScore]) -> str:
     width = max(len(s.action) for s in scores)
     lines = [f"{'action in the clip':<{width}}  windows  top-1  confident  most often predicted"]
+    def share(count: int, total: int) -> str:
+        return f"{count / total:6.0%}" if total else "     -"
+
     for s in scores:
-        share = lambda n: f"{n / s.windows:6.0%}" if s.windows else "     -"  # noqa: E731
-        lines.append(f"{s.action:<{width}}  {s.windows:7d}  {share(s.top1)}  {share(s.confident)}     "
+        lines.append(f"{s.action:<{width}}  {s.windows:7d}  {share(s.top1, s.windows)}  {share(s.confident, s.windows)}     "
                      f"{s.most_predicted or '-'} {'(ok)' if s.recognised else '(wrong)'}")
     windows = sum(s.windows for s in scores)
     lines.append(f"recognised {sum(s.recognised for s in scores)} of {len(scores)} actions; "
@@ -85,12 +87,12 @@ def format_scores(scores: list[SegmentScore]) -> str:
 
 
 def _gui_available() -> bool:
-    from realtime.cli import _has_display
+    from star_har.realtime.cli import _has_display
 
     if not _has_display():
         return False
     try:
-        import realtime.gui  # noqa: F401
+        import star_har.realtime.gui  # noqa: F401
     except ImportError as exc:
         log.info("GUI unavailable (%s): running headless", exc)
         return False
@@ -98,11 +100,11 @@ def _gui_available() -> bool:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from model import load_checkpoint
-    from realtime.cli import format_summary, run_headless
-    from realtime.demo.clip import generate_demo_clip
-    from realtime.pipeline import PipelineConfig
-    from star_har.cli import UserError
+    from star_har.errors import UserError
+    from star_har.model import load_checkpoint
+    from star_har.realtime.cli import format_summary, run_headless
+    from star_har.realtime.demo.clip import generate_demo_clip
+    from star_har.realtime.pipeline import PipelineConfig
 
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
@@ -124,12 +126,12 @@ def run_demo(args: argparse.Namespace) -> int:
     config = PipelineConfig(source=source, checkpoint=checkpoint, engine=args.engine, hop=args.hop,
                             threshold=args.threshold, pose_model=args.pose_model)
     if not args.headless and _gui_available():
-        from realtime.gui import launch
+        from star_har.realtime.gui import launch
 
         extra = [("demo clip", str(clip.video))] if clip is not None else []
         return launch(config, sources=extra)
 
-    from realtime.pose import cache_dir
+    from star_har.realtime.pose import cache_dir
 
     out_dir = Path(args.output_dir) if args.output_dir else cache_dir() / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -145,13 +147,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_gui(args: argparse.Namespace) -> int:
-    from realtime.gui.app import run_gui
+    from star_har.realtime.gui.app import run_gui
 
     return run_gui(args)
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
-    from realtime import DEFAULT_CHECKPOINT
+    from star_har.realtime import DEFAULT_CHECKPOINT
 
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="star-har checkpoint (.pt)")
     parser.add_argument("--engine", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"),

@@ -23,10 +23,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from model.skeleton import get_layout
-from realtime.demo.body import ACTIONS, JOINT_INDEX
-from realtime.demo.render import frame_camera, render_frame
-from realtime.pose import cache_dir
+from star_har.errors import InvalidInputError
+from star_har.model.skeleton import get_layout
+from star_har.realtime.demo.body import ACTIONS, JOINT_INDEX
+from star_har.realtime.demo.render import frame_camera, render_frame
+from star_har.realtime.pose import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def render_clip(actions: Sequence[str], seconds_per_action: float, fps: float,
     """
     for name in actions:
         if name not in ACTIONS:
-            raise ValueError(f"no demo animation for action {name!r}; choose from {', '.join(ACTIONS)}")
+            raise InvalidInputError(f"no demo animation for action {name!r}; choose from {', '.join(ACTIONS)}")
         action = ACTIONS[name]
         camera = frame_camera(action, size)
         for k in range(round(seconds_per_action * fps)):

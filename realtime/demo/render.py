@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from realtime.demo.body import JOINT_INDEX, Action
+from star_har.realtime.demo.body import JOINT_INDEX, Action
 
 SUPERSAMPLE = 2
 

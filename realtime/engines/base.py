@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import abc
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from model.checkpoint import Checkpoint
+from star_har.errors import InvalidInputError
+from star_har.files import cache_dir
+from star_har.model.checkpoint import Checkpoint
 
 # rgb+pose models run at this frame size unless the checkpoint's meta records another.
 DEFAULT_INPUT_SIZE = (112, 112)
@@ -20,28 +21,13 @@ DEFAULT_INPUT_SIZE = (112, 112)
 _EXAMPLE_POSE_FRAME = (480, 640)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write via a temporary file and a rename, so a crash never leaves half a cached engine."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 class EngineUnavailable(RuntimeError):
     """An engine cannot run here (library missing, no GPU); the message says what to install."""
 
 
 def default_cache_dir() -> Path:
-    """Where exported ONNX files and TensorRT engines are cached (``$STAR_HAR_CACHE`` overrides)."""
-    root = os.environ.get("STAR_HAR_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "star-har"
-    return Path(root) / "engines"
+    """Where exported ONNX files and TensorRT engines are cached (see :func:`star_har.files.cache_dir`)."""
+    return cache_dir("engines")
 
 
 @dataclass(frozen=True)
@@ -71,14 +57,14 @@ class ModelSpec:
         return self.input_size is not None
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, input_size: tuple[int, int] | None = None) -> "ModelSpec":
+    def from_checkpoint(cls, checkpoint: Checkpoint, input_size: tuple[int, int] | None = None) -> ModelSpec:
         """``input_size`` overrides the checkpoint's ``meta["input_size"]`` (default 112 x 112)."""
         needs_frames = checkpoint.hparams.get("modality", "rgb+pose") != "pose"
         if needs_frames:
             size = input_size or checkpoint.meta.get("input_size") or DEFAULT_INPUT_SIZE
             size = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
             if size[0] % 16 or size[1] % 16:
-                raise ValueError(f"input size {size[0]}x{size[1]} must be a multiple of 16")
+                raise InvalidInputError(f"input size {size[0]}x{size[1]} must be a multiple of 16")
         else:
             size = None
         return cls(model_name=checkpoint.model_name, class_names=tuple(checkpoint.class_names),
@@ -91,7 +77,7 @@ class ModelSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelSpec":
+    def from_json(cls, text: str) -> ModelSpec:
         raw: dict[str, Any] = json.loads(text)
         raw["class_names"] = tuple(raw["class_names"])
         raw["input_size"] = None if raw["input_size"] is None else tuple(raw["input_size"])
@@ -114,16 +100,16 @@ class ModelSpec:
     def check_inputs(self, frames: np.ndarray | None, keypoints: np.ndarray) -> None:
         """Raise ValueError with a one-line reason when inputs do not fit this model."""
         if keypoints.ndim != 4 or keypoints.shape[2:] != (self.input_joints, 3):
-            raise ValueError(f"keypoints must be (B, T, {self.input_joints}, 3), got {tuple(keypoints.shape)}")
+            raise InvalidInputError(f"keypoints must be (B, T, {self.input_joints}, 3), got {tuple(keypoints.shape)}")
         if keypoints.shape[1] % 2:
-            raise ValueError(f"windows need an even number of frames, got {keypoints.shape[1]}")
+            raise InvalidInputError(f"windows need an even number of frames, got {keypoints.shape[1]}")
         if not self.needs_frames:
             return
         if frames is None:
-            raise ValueError(f"model {self.model_name!r} reads RGB: frames (B, 3, T, H, W) are required")
+            raise InvalidInputError(f"model {self.model_name!r} reads RGB: frames (B, 3, T, H, W) are required")
         expected = (keypoints.shape[0], 3, keypoints.shape[1], *self.input_size)
         if tuple(frames.shape) != expected:
-            raise ValueError(f"frames must be {expected} to match the keypoints and the model's input "
+            raise InvalidInputError(f"frames must be {expected} to match the keypoints and the model's input "
                              f"size, got {tuple(frames.shape)}")
 
 

@@ -19,8 +19,9 @@ import importlib.util
 import logging
 import os
 
-from model.checkpoint import Checkpoint
-from realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec, default_cache_dir
+from star_har.errors import InvalidInputError
+from star_har.model.checkpoint import Checkpoint
+from star_har.realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec, default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def engine_importable(name: str) -> bool:
 
 def resolve_device(device: str) -> str:
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+        raise InvalidInputError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
@@ -89,30 +90,30 @@ def create_engine(checkpoint: Checkpoint, engine: str = "auto", device: str = "a
     if engine == "auto":
         engine = select_engine(device, compile, spec.needs_frames)
     if engine not in ENGINES:
-        raise ValueError(f"engine must be auto or one of {', '.join(ENGINES)}, not {engine!r}")
+        raise InvalidInputError(f"engine must be auto or one of {', '.join(ENGINES)}, not {engine!r}")
     if compile and engine != "torch":
-        raise ValueError(f"--compile applies to the torch engine, not {engine}")
+        raise InvalidInputError(f"--compile applies to the torch engine, not {engine}")
     if fp16 and device != "cuda":
-        raise ValueError("fp16 needs a CUDA device")
+        raise InvalidInputError("fp16 needs a CUDA device")
     log.info("inference engine: %s on %s (%s)", engine, device, "fp16" if fp16 else "fp32")
     if engine == "torch":
-        from realtime.engines.torch_engine import TorchEngine
+        from star_har.realtime.engines.torch_engine import TorchEngine
 
         return TorchEngine(checkpoint.build(), spec, device=device, fp16=fp16, compile=compile)
     if engine == "tensorrt":
-        from realtime.engines.tensorrt_engine import import_tensorrt
+        from star_har.realtime.engines.tensorrt_engine import import_tensorrt
 
         import_tensorrt()  # fail before spending time on an export
         if device != "cuda":
             raise EngineUnavailable("the tensorrt engine needs a CUDA GPU")
-    from realtime.export import cached_onnx
+    from star_har.realtime.export import cached_onnx
 
     cache = cache_dir or default_cache_dir()
     onnx_path = cached_onnx(checkpoint, spec, cache)
     if engine == "onnxruntime":
-        from realtime.engines.onnx_engine import OnnxRuntimeEngine
+        from star_har.realtime.engines.onnx_engine import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine(onnx_path, spec, device=device, fp16=fp16, threads=threads, cache_dir=cache)
-    from realtime.engines.tensorrt_engine import TensorRTEngine
+    from star_har.realtime.engines.tensorrt_engine import TensorRTEngine
 
     return TensorRTEngine(onnx_path, spec, cache_dir=cache, fp16=fp16, max_batch=max_batch)

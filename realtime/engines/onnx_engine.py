@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec
+from star_har.errors import InvalidInputError
+from star_har.realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,14 @@ def execution_providers(device: str, fp16: bool, available: list[str],
                 options |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)}
             chosen.append(("TensorrtExecutionProvider", options))
         elif fp16:
-            raise ValueError("fp16 with onnxruntime needs its TensorRT execution provider; "
+            raise InvalidInputError("fp16 with onnxruntime needs its TensorRT execution provider; "
                              "use --engine tensorrt or --engine torch for fp16")
         if "CUDAExecutionProvider" in available:
             chosen.append("CUDAExecutionProvider")
         if not chosen:
             raise EngineUnavailable("this onnxruntime has no CUDA provider: pip install onnxruntime-gpu")
     elif fp16:
-        raise ValueError("fp16 needs a CUDA device")
+        raise InvalidInputError("fp16 needs a CUDA device")
     return chosen + ["CPUExecutionProvider"]
 
 

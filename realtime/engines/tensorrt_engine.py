@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec, atomic_write_bytes
+from star_har.errors import InvalidInputError
+from star_har.files import atomic_write
+from star_har.realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ def profile_shapes(spec: ModelSpec, max_batch: int, opt_batch: int = 1) -> dict[
     the window length is fixed to the checkpoint's, which is what the ring buffer produces.
     """
     if not 1 <= opt_batch <= max_batch:
-        raise ValueError(f"need 1 <= opt_batch ({opt_batch}) <= max_batch ({max_batch})")
+        raise InvalidInputError(f"need 1 <= opt_batch ({opt_batch}) <= max_batch ({max_batch})")
     per_sample: dict[str, Shape] = {"keypoints": (spec.frames_per_window, spec.input_joints, 3)}
     if spec.needs_frames:
         per_sample = {"frames": (3, spec.frames_per_window, *spec.input_size)} | per_sample
@@ -136,8 +138,8 @@ def load_or_build_engine(trt: ModuleType, onnx_path: str | os.PathLike, spec: Mo
     log.info("building a %s TensorRT engine for %s on %s (minutes; cached afterwards)",
              record["precision"], spec.model_name, gpu["gpu_name"])
     blob = build_serialized_engine(trt, onnx_path, fp16, profile)
-    atomic_write_bytes(engine_path, blob)
-    atomic_write_bytes(record_path, json.dumps(record, indent=1).encode())
+    atomic_write(engine_path, blob)
+    atomic_write(record_path, json.dumps(record, indent=1).encode())
     return blob
 
 
@@ -175,7 +177,7 @@ class TensorRTEngine(InferenceEngine):
         import torch
 
         if keypoints.shape[0] > self.max_batch or keypoints.shape[1] != self.spec.frames_per_window:
-            raise ValueError(f"this TensorRT engine takes up to {self.max_batch} windows of "
+            raise InvalidInputError(f"this TensorRT engine takes up to {self.max_batch} windows of "
                              f"{self.spec.frames_per_window} frames, got {keypoints.shape[:2]}")
         inputs = {"keypoints": keypoints} | ({"frames": frames} if frames is not None else {})
         with torch.cuda.stream(self._stream):

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec
+from star_har.errors import InvalidInputError
+from star_har.realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class TorchEngine(InferenceEngine):
         if device == "cuda" and not torch.cuda.is_available():
             raise EngineUnavailable("CUDA was requested but torch sees no CUDA device")
         if fp16 and device != "cuda":
-            raise ValueError("fp16 needs a CUDA device (CPU half precision is slower than fp32)")
+            raise InvalidInputError("fp16 needs a CUDA device (CPU half precision is slower than fp32)")
         self.device, self.precision, self.compiled = device, "fp16" if fp16 else "fp32", compile
         self.net = net.eval().to(device)
         self.forward = self.net

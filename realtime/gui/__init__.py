@@ -6,6 +6,6 @@ star-har[gui]``), which ``star-har run`` uses to fall back to headless mode.
 
 from PyQt6 import QtWidgets  # noqa: F401  (fail early, at import, without PyQt6)
 
-from realtime.gui.app import create_app, launch
+from star_har.realtime.gui.app import create_app, launch
 
 __all__ = ["create_app", "launch"]

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from realtime.cli import _has_display as has_display
+from star_har.realtime.cli import _has_display as has_display
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def launch(config, *, autostart: bool = True, sources: list[tuple[str, str]] | N
     app = create_app()
     from PyQt6.QtCore import QTimer
 
-    from realtime.gui.controller import default_factory
-    from realtime.gui.window import MainWindow
+    from star_har.realtime.gui.controller import default_factory
+    from star_har.realtime.gui.window import MainWindow
 
     window = MainWindow(config, factory or default_factory, sources)
     window.show()
@@ -87,11 +87,11 @@ def launch(config, *, autostart: bool = True, sources: list[tuple[str, str]] | N
 
 
 def run_gui(args: argparse.Namespace) -> int:
-    from realtime.cli import config_from_args
+    from star_har.realtime.cli import config_from_args
 
     config = config_from_args(argparse.Namespace(**{**vars(args), "source": args.source or "0"}))
     if args.screenshot is None and not has_display():
-        from star_har.cli import UserError
+        from star_har.errors import UserError
 
         raise UserError("no display ($DISPLAY / $WAYLAND_DISPLAY unset): use `star-har run --headless` "
                         "or `star-har gui --screenshot out.png`")

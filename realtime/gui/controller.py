@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from realtime.capture import FrameSource, open_source
-from realtime.cli import VideoWriterThread
-from realtime.gui.widgets import ThumbnailCache
-from realtime.pipeline import FrameUpdate, Pipeline, PipelineConfig
-from realtime.postprocess import Prediction
+from star_har.realtime.capture import FrameSource, open_source
+from star_har.realtime.cli import VideoWriterThread
+from star_har.realtime.gui.widgets import ThumbnailCache
+from star_har.realtime.pipeline import FrameUpdate, Pipeline, PipelineConfig
+from star_har.realtime.postprocess import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from PyQt6.QtCore import QPointF, QRectF, Qt
 from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PyQt6.QtWidgets import QGridLayout, QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
-from model.skeleton import get_layout
-from realtime.overlay import BONE_COLOUR, confidence_colour
-from realtime.postprocess import ACTION, NO_PERSON, Prediction
+from star_har.model.skeleton import get_layout
+from star_har.realtime.overlay import BONE_COLOUR, confidence_colour
+from star_har.realtime.postprocess import ACTION, NO_PERSON, Prediction
 
 BACKGROUND = QColor(24, 26, 30)
 TEXT = QColor(230, 232, 236)

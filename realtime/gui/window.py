@@ -11,14 +11,29 @@ from pathlib import Path
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QAction, QCloseEvent, QKeySequence
-from PyQt6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                             QLabel, QLineEdit, QListWidget, QMainWindow, QPushButton, QSpinBox, QSplitter,
-                             QToolBar, QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMainWindow,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
-from realtime.gui.controller import PipelineController, PipelineFactory, default_factory
-from realtime.gui.widgets import ImportanceBars, PredictionPanel, Timeline, VideoView
-from realtime.pipeline import FrameUpdate, PipelineConfig
-from realtime.postprocess import ACTION, Prediction
+from star_har.realtime.gui.controller import PipelineController, PipelineFactory, default_factory
+from star_har.realtime.gui.widgets import ImportanceBars, PredictionPanel, Timeline, VideoView
+from star_har.realtime.pipeline import FrameUpdate, PipelineConfig
+from star_har.realtime.postprocess import ACTION, Prediction
 
 log = logging.getLogger(__name__)
 

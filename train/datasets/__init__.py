@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from train.datasets.base import Sequence, class_names_of, stratified_split
+from star_har.errors import InvalidInputError
+from star_har.train.datasets.base import Sequence, class_names_of, stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -17,18 +18,18 @@ def load_sequences(data: dict[str, Any], root: str) -> list[Sequence]:
     """All sequences of the dataset at ``root`` described by a config ``data`` section."""
     kind = data["kind"]
     if kind == "penn_action":
-        from train.datasets.penn import load_penn_action
+        from star_har.train.datasets.penn import load_penn_action
         return load_penn_action(root)
     if kind == "ntu":
-        from train.datasets.ntu import load_ntu
+        from star_har.train.datasets.ntu import load_ntu
         return load_ntu(root, protocol=data.get("protocol", "xsub"))
     if kind == "clips":
-        from train.datasets.clips import load_clip_folder
+        from star_har.train.datasets.clips import load_clip_folder
         return load_clip_folder(root, pose_model=data.get("pose_model"))
     if kind == "npz":
-        from train.datasets.npz import load_npz_folder
+        from star_har.train.datasets.npz import load_npz_folder
         return load_npz_folder(root)
-    raise ValueError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
+    raise InvalidInputError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
 
 
 def load_splits(data: dict[str, Any]) -> tuple[list[Sequence], list[Sequence], list[str]]:
@@ -39,7 +40,7 @@ def load_splits(data: dict[str, Any]) -> tuple[list[Sequence], list[Sequence], l
     ``split_seed``. ``classes`` keeps (and orders) only the listed classes.
     """
     if not data.get("root"):
-        raise ValueError("no dataset given: set data.root in the config or pass --data")
+        raise InvalidInputError("no dataset given: set data.root in the config or pass --data")
     sequences = load_sequences(data, data["root"])
     if data.get("val_root"):
         train, val = sequences, load_sequences(data, data["val_root"])
@@ -52,10 +53,10 @@ def load_splits(data: dict[str, Any]) -> tuple[list[Sequence], list[Sequence], l
     if data.get("classes"):
         missing = sorted(set(classes) - {s.label for s in train})
         if missing:
-            raise ValueError(f"class(es) {', '.join(missing)} have no training sequence")
+            raise InvalidInputError(f"class(es) {', '.join(missing)} have no training sequence")
         train = [s for s in train if s.label in classes]
         val = [s for s in val if s.label in classes]
     if not train:
-        raise ValueError(f"no training sequences in {data['root']}")
+        raise InvalidInputError(f"no training sequences in {data['root']}")
     log.info("%d training and %d validation sequences, %d classes", len(train), len(val), len(classes))
     return train, val, classes

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from star_har.errors import MissingFileError
+
 
 @dataclass
 class Sequence:
@@ -66,5 +68,5 @@ def require_dir(path: str | Path, what: str) -> Path:
     """``path`` as a Path, or FileNotFoundError with a one-line message naming ``what``."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{what} folder not found: {path}")
+        raise MissingFileError(f"{what} folder not found: {path}")
     return path

@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from train.datasets.base import Sequence, require_dir
-from train.datasets.npz import load_npz, save_npz
+from star_har.errors import InvalidInputError, MissingFileError
+from star_har.train.datasets.base import Sequence, require_dir
+from star_har.train.datasets.npz import load_npz, save_npz
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ def extract_clip(path: Path, estimator) -> tuple[np.ndarray, float, float, float
         found += result.person_found
     capture.release()
     if not poses:
-        raise ValueError("no decodable frame")
+        raise InvalidInputError("no decodable frame")
     if found < MIN_PERSON_FRACTION * len(poses):
-        raise ValueError(f"a person in only {found} of {len(poses)} frames")
+        raise InvalidInputError(f"a person in only {found} of {len(poses)} frames")
     return np.stack(poses).astype(np.float32), fps, *size
 
 
@@ -61,11 +62,11 @@ def load_clip_folder(root: str | Path, pose_model: str | None = None) -> list[Se
     root = require_dir(root, "clips")
     clips = list_clips(root)
     if not clips:
-        raise FileNotFoundError(f"no video clips in {root} (expected {root}/<class_name>/<clip>.mp4)")
+        raise MissingFileError(f"no video clips in {root} (expected {root}/<class_name>/<clip>.mp4)")
     cache = root / CACHE
     todo = [c for c in clips if not _cached(cache, root, c)]
     if todo:
-        from realtime.pose import PoseEstimator
+        from star_har.realtime.pose import PoseEstimator
         for clip in tqdm(todo, desc="MediaPipe poses", unit="clip"):
             target = cache / clip.relative_to(root).with_suffix(".npz")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,7 @@ def load_clip_folder(root: str | Path, pose_model: str | None = None) -> list[Se
     if skipped:
         log.warning("skipped %d of %d clips: %s", len(skipped), len(clips), "; ".join(skipped))
     if not sequences:
-        raise ValueError(f"none of the {len(clips)} clips in {root} gave a usable pose sequence")
+        raise InvalidInputError(f"none of the {len(clips)} clips in {root} gave a usable pose sequence")
     return sequences
 
 

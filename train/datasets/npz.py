@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model import get_layout
-from train.datasets.base import Sequence, require_dir
+from star_har.errors import InvalidInputError, MissingFileError
+from star_har.model import get_layout
+from star_har.train.datasets.base import Sequence, require_dir
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def save_npz(path: str | Path, keypoints: np.ndarray, layout: str, label: str, f
     """Write one sequence in the star-har ``.npz`` skeleton format."""
     keypoints = np.asarray(keypoints, dtype=np.float32)
     if keypoints.ndim != 3 or keypoints.shape[1:] != (get_layout(layout).num_joints, 3):
-        raise ValueError(f"keypoints must be (T, {get_layout(layout).num_joints}, 3) for {layout}, got {keypoints.shape}")
+        raise InvalidInputError(f"keypoints must be (T, {get_layout(layout).num_joints}, 3) for {layout}, got {keypoints.shape}")
     extra = {k: v for k, v in (("width", width), ("height", height), ("split", split)) if v is not None}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, keypoints=keypoints, layout=layout, label=label, fps=fps, **extra)
@@ -41,12 +42,12 @@ def load_npz(path: str | Path) -> Sequence:
             split = str(npz["split"]) if "split" in npz else None
             size = [float(npz[k]) if k in npz else None for k in ("width", "height")]
     except KeyError as exc:
-        raise ValueError(f"{path}: missing array {exc.args[0]} (need keypoints, layout, label)") from None
+        raise InvalidInputError(f"{path}: missing array {exc.args[0]} (need keypoints, layout, label)") from None
     except Exception as exc:  # numpy raises several types on truncated or foreign files
-        raise ValueError(f"unreadable skeleton file {path}: {exc}") from None
+        raise InvalidInputError(f"unreadable skeleton file {path}: {exc}") from None
     joints = get_layout(layout).num_joints
     if keypoints.ndim != 3 or keypoints.shape[1:] != (joints, 3) or len(keypoints) == 0:
-        raise ValueError(f"{path}: keypoints must be (T, {joints}, 3) for layout {layout}, got {keypoints.shape}")
+        raise InvalidInputError(f"{path}: keypoints must be (T, {joints}, 3) for layout {layout}, got {keypoints.shape}")
     visible = keypoints[..., 2] > 0
     extent = keypoints[..., :2][visible].max(axis=0) if visible.any() else np.ones(2)
     width, height = (s if s is not None else float(e) for s, e in zip(size, extent))
@@ -59,5 +60,5 @@ def load_npz_folder(root: str | Path) -> list[Sequence]:
     root = require_dir(root, "skeleton (.npz)")
     files = sorted(root.rglob("*.npz"))
     if not files:
-        raise FileNotFoundError(f"no .npz skeleton files in {root}")
+        raise MissingFileError(f"no .npz skeleton files in {root}")
     return [load_npz(path) for path in files]

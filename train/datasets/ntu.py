@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from train.datasets.base import Sequence, require_dir
+from star_har.errors import InvalidInputError, MissingFileError
+from star_har.train.datasets.base import Sequence, require_dir
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def split_of(name: str, protocol: str) -> str:
         return "train" if camera in XVIEW_TRAIN else "test"
     if protocol == "xset":
         return "train" if setup % 2 == 0 else "test"
-    raise ValueError(f"unknown NTU protocol {protocol!r}; use xsub, xview or xset")
+    raise InvalidInputError(f"unknown NTU protocol {protocol!r}; use xsub, xview or xset")
 
 
 def read_skeleton(path: str | Path) -> np.ndarray:
@@ -81,9 +82,9 @@ def read_skeleton(path: str | Path) -> np.ndarray:
                 track[t, :, :2] = joints[:25, 5:7]
                 track[t, :, 2] = np.choose(joints[:25, 11].astype(int).clip(0, 2), (0.0, 0.5, 1.0))
     except (ValueError, IndexError) as exc:
-        raise ValueError(f"corrupt NTU skeleton file {path}: {exc}") from None
+        raise InvalidInputError(f"corrupt NTU skeleton file {path}: {exc}") from None
     if not bodies:
-        raise ValueError(f"no body in NTU skeleton file {path}")
+        raise InvalidInputError(f"no body in NTU skeleton file {path}")
 
     def rank(track: np.ndarray) -> tuple[int, float]:
         present = track[..., 2].max(axis=1) > 0
@@ -105,7 +106,7 @@ def load_ntu(root: str | Path, protocol: str = "xsub", skip_corrupt: bool = True
     root = require_dir(root, "NTU RGB+D skeleton")
     files = sorted(p for p in root.rglob("*.skeleton") if NAME.search(p.name))
     if not files:
-        raise FileNotFoundError(f"no NTU RGB+D .skeleton files (named SsssCcccPpppRrrrAaaa) in {root}")
+        raise MissingFileError(f"no NTU RGB+D .skeleton files (named SsssCcccPpppRrrrAaaa) in {root}")
     sequences, bad = [], 0
     for path in tqdm(files, desc="NTU skeletons", leave=False, disable=len(files) < 200):
         try:
@@ -124,5 +125,5 @@ def load_ntu(root: str | Path, protocol: str = "xsub", skip_corrupt: bool = True
     if bad:
         log.warning("skipped %d unreadable NTU skeleton files of %d", bad, len(files))
     if not sequences:
-        raise ValueError(f"no readable NTU RGB+D skeleton in {root}")
+        raise InvalidInputError(f"no readable NTU RGB+D skeleton in {root}")
     return sequences

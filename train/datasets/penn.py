@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from model.skeleton import get_layout
-from train.datasets.base import Sequence, require_dir
+from star_har.errors import InvalidInputError, MissingFileError
+from star_har.model.skeleton import get_layout
+from star_har.train.datasets.base import Sequence, require_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,9 @@ def load_penn_mat(path: str | Path, frames_root: Path | None = None) -> Sequence
         height, width = (float(v) for v in np.asarray(mat["dimensions"]).reshape(-1)[:2])
         official = int(_scalar(mat["train"])) if "train" in mat else 0
     except Exception as exc:  # scipy raises many types on truncated or foreign files
-        raise ValueError(f"corrupt Penn Action file {path}: {str(exc).splitlines()[0][:160] or type(exc).__name__}") from None
+        raise InvalidInputError(f"corrupt Penn Action file {path}: {str(exc).splitlines()[0][:160] or type(exc).__name__}") from None
     if x.ndim != 2 or x.shape[1] != 13 or x.shape != y.shape or x.shape != visibility.shape or len(x) == 0:
-        raise ValueError(f"corrupt Penn Action file {path}: x/y/visibility must be (T, 13), got "
+        raise InvalidInputError(f"corrupt Penn Action file {path}: x/y/visibility must be (T, 13), got "
                          f"{x.shape}/{y.shape}/{visibility.shape}")
     keypoints = np.stack((x, y, (visibility > 0).astype(np.float32)), axis=-1)
     keypoints[keypoints[..., 2] == 0, :2] = 0  # invisible joints carry no position
@@ -63,7 +64,7 @@ def load_penn_action(root: str | Path, skip_corrupt: bool = False) -> list[Seque
     frames_root = next((p for p in (root / "frames", labels.parent / "frames") if p.is_dir()), None)
     files = sorted(labels.glob("*.mat"))
     if not files:
-        raise FileNotFoundError(f"no Penn Action .mat files in {labels}")
+        raise MissingFileError(f"no Penn Action .mat files in {labels}")
     sequences, corrupt = [], 0
     for path in files:
         try:
