@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from star_har.realtime import pose as pose_module
+from star_har import pose as pose_module
 from star_har.realtime.pose import PoseEstimator, resolve_pose_model, select_main_person
 
 

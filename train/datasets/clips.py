@@ -1,6 +1,6 @@
 """Your own clips: ``root/<class_name>/<clip>.(mp4|avi|mov|mkv|webm)``.
 
-Poses are extracted once with MediaPipe (:class:`realtime.pose.PoseEstimator`, VIDEO mode, the
+Poses are extracted once with MediaPipe (:class:`star_har.pose.PoseEstimator`, VIDEO mode, the
 main person followed) and cached next to the data in ``root/.poses/<class>/<clip>.npz`` (the
 star-har ``.npz`` skeleton format, MediaPipe's 33 joints). Extraction is resumable: cached clips
 are not read again, and a clip that cannot be decoded or shows nobody is recorded as
@@ -66,7 +66,7 @@ def load_clip_folder(root: str | Path, pose_model: str | None = None) -> list[Se
     cache = root / CACHE
     todo = [c for c in clips if not _cached(cache, root, c)]
     if todo:
-        from star_har.realtime.pose import PoseEstimator
+        from star_har.pose import PoseEstimator
         for clip in tqdm(todo, desc="MediaPipe poses", unit="clip"):
             target = cache / clip.relative_to(root).with_suffix(".npz")
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,188 @@
+"""2-D pose with MediaPipe's PoseLandmarker (Tasks API, VIDEO mode), for live video and training.
+
+A bottom-level module (it imports only ``star_har.model.skeleton`` and the other bottom modules)
+so that ``train`` extracts poses from clips without importing ``realtime``.
+
+:class:`PoseEstimator` turns a BGR frame into the main person's keypoints in the checkpoint's
+joint layout (pixels of the frame, confidence = MediaPipe visibility). With ``num_poses`` > 1 it
+follows the same person from frame to frame (the one nearest to where the main person was, the
+largest one at the start). A frame without anybody gives ``person_found=False`` and zeros:
+missing people are reported, never invented.
+
+The model file is found by :func:`resolve_pose_model`: an explicit path, then
+``$STAR_HAR_POSE_MODEL``, then the cache (:func:`star_har.files.cache_dir`), then the official
+download.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from star_har.errors import MissingFileError
+from star_har.files import cache_dir
+from star_har.model.skeleton import convert_keypoints, get_layout
+
+log = logging.getLogger(__name__)
+
+POSE_MODEL_ENV = "STAR_HAR_POSE_MODEL"
+POSE_MODEL_NAME = "pose_landmarker_full.task"
+POSE_MODEL_URL = ("https://storage.googleapis.com/mediapipe-models/pose_landmarker/"
+                  "pose_landmarker_full/float16/latest/pose_landmarker_full.task")
+MEDIAPIPE_LAYOUT = "mediapipe33"
+
+
+def download(url: str, destination: Path, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``destination`` with a progress bar; a partial download never remains."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=destination.name + ".", suffix=".part", dir=destination.parent)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {destination.name}") as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        os.replace(tmp, destination)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return destination
+
+
+def resolve_pose_model(path: str | os.PathLike | None = None, allow_download: bool = True) -> Path:
+    """The PoseLandmarker ``.task`` file: ``path`` > ``$STAR_HAR_POSE_MODEL`` > cache > download.
+
+    Raises FileNotFoundError (one line, saying how to provide the file) when an explicit path is
+    missing or the download fails.
+    """
+    for explicit, origin in ((path, "--pose-model"), (os.environ.get(POSE_MODEL_ENV), f"${POSE_MODEL_ENV}")):
+        if explicit:
+            explicit = Path(explicit).expanduser()
+            if not explicit.is_file():
+                raise MissingFileError(f"pose model not found: {explicit} (from {origin})")
+            return explicit
+    cached = cache_dir() / POSE_MODEL_NAME
+    if cached.is_file():
+        return cached
+    how = (f"download {POSE_MODEL_URL} to {cached}, or pass --pose-model PATH, "
+           f"or set {POSE_MODEL_ENV}=PATH")
+    if not allow_download:
+        raise MissingFileError(f"pose model {POSE_MODEL_NAME} not found: {how}")
+    log.info("downloading the MediaPipe pose model to %s", cached)
+    try:
+        return download(POSE_MODEL_URL, cached)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise MissingFileError(f"cannot download the pose model ({reason}); {how}") from None
+
+
+@dataclass(frozen=True)
+class PoseResult:
+    """Pose of one frame.
+
+    keypoints: ``(J, 3)`` float32 main person in the requested layout: x, y in pixels of the frame,
+        confidence in [0, 1]; all zeros when ``person_found`` is False.
+    people: ``(P, 33, 3)`` everybody MediaPipe found (its 33-joint layout, pixels), P >= 0.
+    main_index: which of ``people`` is the main person (None when nobody).
+    inference_ms: time MediaPipe took on this frame.
+    """
+
+    keypoints: np.ndarray
+    person_found: bool
+    people: np.ndarray
+    main_index: int | None
+    inference_ms: float
+
+
+def person_boxes(people: np.ndarray, min_confidence: float = 0.5) -> np.ndarray:
+    """``(P, 4)`` boxes x1, y1, x2, y2 around each person's confident joints (all joints if none are)."""
+    boxes = np.zeros((len(people), 4), dtype=np.float32)
+    for i, person in enumerate(people):
+        confident = person[person[:, 2] > min_confidence]
+        points = (confident if len(confident) else person)[:, :2]
+        boxes[i] = (*points.min(axis=0), *points.max(axis=0))
+    return boxes
+
+
+def select_main_person(people: np.ndarray, previous_centre: np.ndarray | None) -> int:
+    """Index of the main person in ``(P, J, 3)``: nearest to ``previous_centre`` (x, y) when
+    following someone, else the largest. P must be >= 1."""
+    boxes = person_boxes(people)
+    if previous_centre is None:
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return int(np.argmax(areas))
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    return int(np.argmin(np.linalg.norm(centres - previous_centre, axis=1)))
+
+
+class PoseEstimator:
+    """MediaPipe PoseLandmarker in VIDEO mode, following one main person.
+
+    model_path: the ``.task`` file (resolved with :func:`resolve_pose_model` when None).
+    layout: joint layout of :attr:`PoseResult.keypoints` (the checkpoint's, e.g. ``penn13``).
+    num_poses: how many people MediaPipe looks for; the main one is followed among them.
+    Frames must come with increasing timestamps (VIDEO mode tracks between them). Not
+    thread-safe: use it from one thread, and :meth:`close` it (or use ``with``).
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None, layout: str = "penn13",
+                 num_poses: int = 1, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5) -> None:
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        self.layout = get_layout(layout)
+        self.model_path = resolve_pose_model(model_path)
+        options = vision.PoseLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(self.model_path)),
+            running_mode=vision.RunningMode.VIDEO, num_poses=num_poses,
+            min_pose_detection_confidence=min_detection_confidence,
+            min_pose_presence_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence)
+        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+        self._last_ms = -1
+        self._centre: np.ndarray | None = None
+
+    def process(self, image: np.ndarray, timestamp: float) -> PoseResult:
+        """Pose of ``image`` ``(H, W, 3)`` uint8 BGR taken at ``timestamp`` seconds."""
+        import mediapipe as mp
+
+        height, width = image.shape[:2]
+        # VIDEO mode needs strictly increasing integer milliseconds.
+        self._last_ms = max(self._last_ms + 1, int(round(timestamp * 1000)))
+        start = time.perf_counter()
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        result = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb),
+                                                   self._last_ms)
+        elapsed = (time.perf_counter() - start) * 1000
+        people = np.array([[(p.x * width, p.y * height, p.visibility or 0.0) for p in person]
+                           for person in result.pose_landmarks], dtype=np.float32).reshape(-1, 33, 3)
+        if len(people) == 0:
+            self._centre = None
+            return PoseResult(np.zeros((self.layout.num_joints, 3), np.float32), False, people, None, elapsed)
+        main = select_main_person(people, self._centre)
+        box = person_boxes(people[main:main + 1])[0]
+        self._centre = (box[:2] + box[2:]) / 2
+        keypoints = convert_keypoints(people[main], MEDIAPIPE_LAYOUT, self.layout)
+        return PoseResult(keypoints, True, people, main, elapsed)
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def __enter__(self) -> PoseEstimator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
