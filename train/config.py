@@ -23,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "time_limit_minutes": None,     # stop after the epoch that would overrun this budget
     "export": None,                 # also copy the best checkpoint here (e.g. assets/...)
     "data": {
-        "kind": "penn_action",      # penn_action | ntu | clips | npz
+        "kind": "penn_action",      # penn_action | ntu | clips | npz | utd_mhad | msr_action3d | everyday
         "root": None,
         "val_root": None,           # a separate validation folder, else a held-out part of root
         "val_fraction": 0.15,
@@ -36,6 +36,11 @@ DEFAULTS: dict[str, Any] = {
         "eval_windows": 5,          # windows averaged per sequence in evaluation
         "image_size": 112,
         "pose_model": None,         # clips: MediaPipe .task bundle
+        "pose_cache": None,         # clips: folder for extracted poses (default: the star-har cache)
+        "val_subjects": None,       # validation = these subjects (cross-subject split), e.g. [S018, 7]
+        "sources": None,            # everyday: {name: {kind, root, val_subjects, ...}} trained together
+        "merge": None,              # everyday: {class: [source class, ...]} one vocabulary
+        "background": None,         # source classes trained as one "background" class (open set)
     },
     "model": {"name": "star", "modality": "pose", "dim": 128, "depth": 2, "num_heads": 4},
     "optim": {"name": "sgd", "lr": 2.0e-4, "momentum": 0.9, "weight_decay": 1.0e-4,
