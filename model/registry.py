@@ -6,6 +6,7 @@ is full as soon as the package is imported and this module imports no model (no 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -41,6 +42,11 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return decorator
 
 
+def constructor_parameters(name: str) -> set[str]:
+    """The keyword arguments the constructor of model ``name`` accepts (for config checks)."""
+    return set(inspect.signature(_constructor(name)).parameters)
+
+
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
@@ -52,8 +58,12 @@ def build_model(name: str, num_classes: int, **cfg) -> nn.Module:
     keypoints ``(B, T, J, 3)``, and returns an :class:`ActionOutput`. Its constructor arguments
     are kept in ``model.hparams`` so that a checkpoint can rebuild it.
     """
+    return model_constructor(name)(num_classes=num_classes, **cfg)
+
+
+def model_constructor(name: str) -> Callable[..., nn.Module]:
+    """The constructor registered as ``name`` (its signature is what a config's ``model:`` may set)."""
     try:
-        constructor = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         raise UnknownNameError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
-    return constructor(num_classes=num_classes, **cfg)

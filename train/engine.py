@@ -31,6 +31,7 @@ from tqdm import tqdm
 from star_har.errors import InvalidInputError, MissingFileError
 from star_har.model import TemporalSampling, build_model, get_layout, load_checkpoint, save_checkpoint
 from star_har.model.checkpoint import atomic_torch_save
+from star_har.model.registry import constructor_parameters
 from star_har.train.augment import AugmentConfig
 from star_har.train.datasets import load_splits
 from star_har.train.metrics import plot_confusion, plot_curves, summarize
@@ -129,6 +130,8 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         model_cfg = dict(cfg["model"])
         name = model_cfg.pop("name")
         layout = model_cfg.pop("layout", "penn13")
+        if "layout" in constructor_parameters(name):  # models that use the skeleton graph get it too
+            model_cfg["layout"] = layout
         net = build_model(name, len(class_names), num_joints=get_layout(layout).num_joints, **model_cfg)
     if cfg.get("freeze_backbone"):
         for key, param in net.named_parameters():
