@@ -44,7 +44,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 def constructor_parameters(name: str) -> set[str]:
     """The keyword arguments the constructor of model ``name`` accepts (for config checks)."""
-    return set(inspect.signature(_constructor(name)).parameters)
+    return set(inspect.signature(model_constructor(name)).parameters)
 
 
 def list_models() -> list[str]:
