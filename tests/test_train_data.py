@@ -11,7 +11,7 @@ from star_har.model import TemporalSampling, get_layout
 from star_har.model.skeleton import flip_keypoints
 from star_har.train.augment import AugmentConfig, augment_keypoints
 from star_har.train.datasets.base import stratified_split
-from star_har.train.datasets.clips import load_clip_folder
+from star_har.train.datasets.clips import load_clip_folder, pose_cache_folder
 from star_har.train.datasets.npz import load_npz, load_npz_folder, save_npz
 from star_har.train.datasets.ntu import load_ntu, read_skeleton, split_of
 from star_har.train.datasets.penn import load_penn_action, load_penn_mat
@@ -86,26 +86,44 @@ def _write_video(path, frames: int, size=(64, 48)) -> None:
     writer.release()
 
 
-def test_clip_folder_skips_empty_and_personless_clips(tmp_path, pose_model_path, tai_chi_video):
-    (tmp_path / "wave").mkdir()
-    (tmp_path / "tai_chi").mkdir()
-    _write_video(tmp_path / "wave" / "blank.avi", 10)            # nobody in it
-    (tmp_path / "wave" / "empty.mp4").write_bytes(b"")            # not a video at all
+def test_clip_folder_skips_empty_and_personless_clips(tmp_path, pose_model_path, tai_chi_video, monkeypatch):
+    data = tmp_path / "data"
+    (data / "wave").mkdir(parents=True)
+    (data / "tai_chi").mkdir()
+    _write_video(data / "wave" / "blank.avi", 10)            # nobody in it
+    (data / "wave" / "empty.mp4").write_bytes(b"")            # not a video at all
     capture = cv2.VideoCapture(str(tai_chi_video))
     writer = None
     for _ in range(12):
         ok, frame = capture.read()
-        writer = writer or cv2.VideoWriter(str(tmp_path / "tai_chi" / "a.avi"), cv2.VideoWriter_fourcc(*"MJPG"),
+        writer = writer or cv2.VideoWriter(str(data / "tai_chi" / "a.avi"), cv2.VideoWriter_fourcc(*"MJPG"),
                                            30.0, (frame.shape[1], frame.shape[0]))
         writer.write(frame)
     writer.release()
-    (seq,) = load_clip_folder(tmp_path, pose_model=str(pose_model_path))
+    monkeypatch.setenv("STAR_HAR_CACHE", str(tmp_path / "cache"))
+    before = sorted(data.rglob("*"))
+    for path in [data, *before]:  # the data folder is read-only (as ../shared is in CI)
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        (seq,) = load_clip_folder(data, pose_model=str(pose_model_path))
+        assert sorted(data.rglob("*")) == before
+    finally:
+        for path in [data, *before]:
+            path.chmod(path.stat().st_mode | 0o200)
     assert (seq.label, seq.layout, seq.keypoints.shape) == ("tai_chi", "mediapipe33", (12, 33, 3))
     assert (seq.keypoints[..., 2] > 0.5).mean() > 0.5
-    skips = sorted(p.name for p in (tmp_path / ".poses" / "wave").iterdir())
-    assert skips == ["blank.skip", "empty.skip"]
+    cache = pose_cache_folder(data)
+    assert cache.parent == tmp_path / "cache" / "poses"
+    assert sorted(p.name for p in (cache / "wave").iterdir()) == ["blank.skip", "empty.skip"]
     # Second run: everything is cached, MediaPipe is not needed (a bad model path would fail).
-    assert len(load_clip_folder(tmp_path, pose_model=str(tmp_path / "missing.task"))) == 1
+    assert len(load_clip_folder(data, pose_model=str(tmp_path / "missing.task"))) == 1
+
+
+def test_clip_pose_caches_of_two_roots_do_not_collide(tmp_path, monkeypatch):
+    monkeypatch.setenv("STAR_HAR_CACHE", str(tmp_path / "cache"))
+    first, second = tmp_path / "a" / "clips", tmp_path / "b" / "clips"
+    assert pose_cache_folder(first) != pose_cache_folder(second)
+    assert pose_cache_folder(first) == pose_cache_folder(tmp_path / "a" / ".." / "a" / "clips")
 
 
 def test_clip_folder_errors(tmp_path):

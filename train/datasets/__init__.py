@@ -25,7 +25,7 @@ def load_sequences(data: dict[str, Any], root: str) -> list[Sequence]:
         return load_ntu(root, protocol=data.get("protocol", "xsub"))
     if kind == "clips":
         from star_har.train.datasets.clips import load_clip_folder
-        return load_clip_folder(root, pose_model=data.get("pose_model"))
+        return load_clip_folder(root, pose_model=data.get("pose_model"), pose_cache=data.get("pose_cache"))
     if kind == "npz":
         from star_har.train.datasets.npz import load_npz_folder
         return load_npz_folder(root)

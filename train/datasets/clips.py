@@ -1,14 +1,16 @@
 """Your own clips: ``root/<class_name>/<clip>.(mp4|avi|mov|mkv|webm)``.
 
 Poses are extracted once with MediaPipe (:class:`star_har.pose.PoseEstimator`, VIDEO mode, the
-main person followed) and cached next to the data in ``root/.poses/<class>/<clip>.npz`` (the
-star-har ``.npz`` skeleton format, MediaPipe's 33 joints). Extraction is resumable: cached clips
-are not read again, and a clip that cannot be decoded or shows nobody is recorded as
+main person followed) and cached in the project's cache folder,
+``cache_dir("poses", <root name>-<hash of its absolute path>)/<class>/<clip>.npz`` (the star-har
+``.npz`` skeleton format, MediaPipe's 33 joints), or in ``pose_cache`` when given: never next to
+the data, which may be read-only. Extraction is resumable: cached clips are not read again, and a clip that cannot be decoded or shows nobody is recorded as
 ``<clip>.skip`` with the reason, counted, reported and skipped, never a crash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -17,13 +19,13 @@ import numpy as np
 from tqdm import tqdm
 
 from star_har.errors import InvalidInputError, MissingFileError
+from star_har.files import atomic_write, cache_dir
 from star_har.train.datasets.base import Sequence, require_dir
 from star_har.train.datasets.npz import load_npz, save_npz
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-CACHE = ".poses"
 MIN_PERSON_FRACTION = 0.25  # clips where MediaPipe finds someone in fewer frames are skipped
 
 
@@ -57,28 +59,37 @@ def extract_clip(path: Path, estimator) -> tuple[np.ndarray, float, float, float
     return np.stack(poses).astype(np.float32), fps, *size
 
 
-def load_clip_folder(root: str | Path, pose_model: str | None = None) -> list[Sequence]:
-    """Sequences of every clip under ``root``, extracting (and caching) poses where needed."""
+def pose_cache_folder(root: Path) -> Path:
+    """Default pose cache of the clips under ``root``: keyed by its absolute path, so two folders
+    with the same name never share (or overwrite) each other's poses."""
+    resolved = root.resolve()
+    return cache_dir("poses", f"{resolved.name}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:12]}")
+
+
+def load_clip_folder(root: str | Path, pose_model: str | None = None,
+                     pose_cache: str | Path | None = None) -> list[Sequence]:
+    """Sequences of every clip under ``root``, extracting (and caching) poses where needed.
+
+    ``pose_cache``: folder for the extracted poses (default :func:`pose_cache_folder`).
+    """
     root = require_dir(root, "clips")
     clips = list_clips(root)
     if not clips:
         raise MissingFileError(f"no video clips in {root} (expected {root}/<class_name>/<clip>.mp4)")
-    cache = root / CACHE
+    cache = Path(pose_cache) if pose_cache else pose_cache_folder(root)
+    log.info("MediaPipe poses of %s cached in %s", root, cache)
     todo = [c for c in clips if not _cached(cache, root, c)]
     if todo:
         from star_har.pose import PoseEstimator
         for clip in tqdm(todo, desc="MediaPipe poses", unit="clip"):
             target = cache / clip.relative_to(root).with_suffix(".npz")
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with PoseEstimator(pose_model, layout="mediapipe33") as estimator:  # fresh tracker per clip
                     keypoints, fps, width, height = extract_clip(clip, estimator)
             except ValueError as exc:
-                target.with_suffix(".skip").write_text(f"{exc}\n")
+                atomic_write(target.with_suffix(".skip"), f"{exc}\n")
                 continue
-            tmp = target.with_name(target.stem + ".tmp.npz")
-            save_npz(tmp, keypoints, "mediapipe33", clip.parent.name, fps, width, height)
-            tmp.replace(target)
+            save_npz(target, keypoints, "mediapipe33", clip.parent.name, fps, width, height)
     sequences, skipped = [], []
     for clip in clips:
         target = cache / clip.relative_to(root).with_suffix(".npz")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from star_har.errors import InvalidInputError, MissingFileError
+from star_har.files import atomic_write
 from star_har.model import get_layout
 from star_har.train.datasets.base import Sequence, require_dir
 
@@ -22,13 +23,14 @@ log = logging.getLogger(__name__)
 
 def save_npz(path: str | Path, keypoints: np.ndarray, layout: str, label: str, fps: float = 30.0,
              width: float | None = None, height: float | None = None, split: str | None = None) -> None:
-    """Write one sequence in the star-har ``.npz`` skeleton format."""
+    """Write one sequence in the star-har ``.npz`` skeleton format (atomically: a crash never
+    leaves a half-written file that a resumed extraction would take for a cached one)."""
     keypoints = np.asarray(keypoints, dtype=np.float32)
     if keypoints.ndim != 3 or keypoints.shape[1:] != (get_layout(layout).num_joints, 3):
         raise InvalidInputError(f"keypoints must be (T, {get_layout(layout).num_joints}, 3) for {layout}, got {keypoints.shape}")
     extra = {k: v for k, v in (("width", width), ("height", height), ("split", split)) if v is not None}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, keypoints=keypoints, layout=layout, label=label, fps=fps, **extra)
+    atomic_write(path, lambda handle: np.savez_compressed(handle, keypoints=keypoints, layout=layout,
+                                                          label=label, fps=fps, **extra))
 
 
 def load_npz(path: str | Path) -> Sequence:
