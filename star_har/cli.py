@@ -15,8 +15,15 @@ COMMAND_MODULES = ("star_har.info", "star_har.train.cli", "star_har.realtime.cli
                    "star_har.realtime.engine_cli", "star_har.realtime.demo.cli")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes in one line (``star-har run: error: argument --fps: ...``), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="star-har",
         description="Real-time human action recognition from RGB frames and skeletons "
                     "(STAR-Transformer and 3D deformable transformer).",
@@ -30,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (2) and --help (0) as a return value, like every other outcome
+        return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:

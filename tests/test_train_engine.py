@@ -48,9 +48,9 @@ def tiny_config(data, output, **extra) -> dict:
 
 
 def test_short_training_reaches_high_accuracy(npz_data, tmp_path):
-    cfg = tiny_config(npz_data, tmp_path / "run", epochs=8, export=str(tmp_path / "exported.pt"))
+    cfg = tiny_config(npz_data, tmp_path / "run", epochs=8)
     cfg["data"]["repeats"] = 4
-    summary = train(cfg, progress=False)
+    summary = train(cfg, progress=False, export=tmp_path / "exported.pt")
     assert summary["best"]["val_window_top1"] >= 0.9, summary["best"]
     for name in ("best.pt", "last.pt", "log.csv", "curves.png", "confusion.png", "summary.json"):
         assert (tmp_path / "run" / name).is_file(), name
@@ -88,10 +88,10 @@ def test_resume_equals_uninterrupted(npz_data, tmp_path):
     full = train(config(tmp_path / "full"), progress=False)
     train(config(tmp_path / "cut", time_limit_minutes=1e-6), progress=False)
     assert len(json.loads((tmp_path / "cut" / "summary.json").read_text())["best"]) > 0
-    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 1
     resumed = train(config(tmp_path / "cut"), resume=True, progress=False)
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)  # no pickled objects in the state
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
@@ -126,8 +126,8 @@ def test_ddp_two_processes_equal_one(npz_data, tmp_path):
 
     mp.spawn(_ddp_worker, args=(2, _free_port(), config(tmp_path / "ddp")), nprocs=2, join=True)
     train(config(tmp_path / "single"), progress=False)
-    a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "single" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "single" / "last.pt", weights_only=True)
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5, msg=key)
     np.testing.assert_allclose([h["train_loss"] for h in a["history"]], [h["train_loss"] for h in b["history"]],
@@ -137,13 +137,79 @@ def test_ddp_two_processes_equal_one(npz_data, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["train", "--kind", "npz", "--data", "/nonexistent/folder"], "skeleton (.npz) folder not found"),
     (["train", "--config", "/nonexistent.yaml"], "config not found"),
-    (["train", "--set", "optim.bogus=1"], "unknown config key"),
+    (["train", "--set", "optim.bogus=1"], "optim.bogus: unknown config key"),
+    (["train", "--set", "data.window_second=1"], "data.window_second: unknown config key (did you mean window_seconds?)"),
+    (["train", "--set", "model.dimm=64"], "model.dimm: unknown config key (did you mean dim?)"),
+    (["train", "--set", "augment.flipp=0.2"], "augment.flipp: unknown config key (did you mean flip?)"),
+    (["train", "--set", "model.num_classes=3"], "model.num_classes: unknown config key"),
+    (["train", "--set", "optim.lr=fast"], "optim.lr: Input should be a valid number"),
+    (["train", "--set", "data.frames_per_window=0"], "data.frames_per_window: Input should be greater than or equal to 1"),
+    (["train", "--set", "model.name=nope"], "unknown model 'nope'"),
+    (["train", "--epochs", "0"], "argument --epochs: must be at least 1"),
+    (["train", "--batch-size", "0"], "argument --batch-size: must be at least 1"),
+    (["eval", "--checkpoint", "x.pt", "--data", ".", "--windows", "0"], "argument --windows: must be at least 1"),
+    (["eval", "--checkpoint", "x.pt", "--data", ".", "--batch-size", "0"], "argument --batch-size: must be at least 1"),
     (["eval", "--checkpoint", "/nonexistent.pt", "--data", "."], "checkpoint not found"),
 ])
 def test_bad_inputs_give_one_line_errors(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_config_file_problems_are_one_line_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [1, 2\n")
+    exported = tmp_path / "export.yaml"
+    exported.write_text("export: assets/star_pose_penn.pt\n")
+    for path, message in ((bad, "is not valid YAML at line 2"), (exported, "export: unknown config key")):
+        assert main(["train", "--config", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+
+
+def test_presets_are_valid_and_write_only_into_their_output(tmp_path):
+    """A preset must not name files outside --output (it once overwrote the shipped checkpoint)."""
+    from star_har.files import packaged_file
+
+    presets = sorted(packaged_file("star_har.configs", "").glob("*.yaml"))
+    assert presets
+    for preset in presets:
+        cfg = load_config(preset, [f"output={tmp_path}"])
+        assert "export" not in cfg and cfg["output"] == str(tmp_path)
+
+
+def test_resume_refuses_truncated_state_and_changed_config(npz_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny_config(npz_data, out, epochs=1), progress=False)
+    base = ["train", "--kind", "npz", "--data", str(npz_data), "--output", str(out), "--resume",
+            "--set", "model.dim=32", "--set", "model.depth=1"]
+    assert main(base + ["--set", "optim.lr=0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the config differs" in err and "optim.lr" in err and "\n" not in err
+    state = (out / "last.pt").read_bytes()
+    (out / "last.pt").write_bytes(state[: len(state) // 2])
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip()
+    assert "truncated" in err and "\n" not in err
+    torch.save({"model": object()}, out / "last.pt")  # a pickled object is refused, never run
+    assert main(base) == 2
+    assert "is not a star-har training state" in capsys.readouterr().err
+
+
+def test_init_from_a_checkpoint_that_fits_nothing_is_an_error(npz_data, tmp_path):
+    from star_har.errors import InvalidInputError
+    from star_har.model import TemporalSampling, build_model, save_checkpoint
+    from star_har.model.checkpoint import atomic_torch_save
+
+    net = build_model("star", 3, **{k: v for k, v in TINY.items() if k not in ("name", "layout")})
+    save_checkpoint(tmp_path / "a.pt", net, model_name="star", class_names=["arms_up", "squat", "wave"],
+                    joint_layout="penn13", sampling=TemporalSampling(16, 1.0))
+    raw = torch.load(tmp_path / "a.pt", weights_only=True)
+    raw["state_dict"] = {f"other.{k}": v for k, v in raw["state_dict"].items()}  # names from another model
+    atomic_torch_save(raw, tmp_path / "a.pt")
+    with pytest.raises(InvalidInputError, match="none of its tensors fits"):
+        train(tiny_config(npz_data, tmp_path / "ft", epochs=1, init=str(tmp_path / "a.pt")), progress=False)
 
 
 def test_unknown_class_is_a_one_line_error(npz_data, tmp_path, capsys):

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
+
+from star_har.args import positive_float, positive_int
+from star_har.errors import InvalidInputError
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -13,6 +17,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="dataset format (overrides data.kind)")
     parser.add_argument("--protocol", choices=("xsub", "xview", "xset"), help="NTU RGB+D split protocol")
     parser.add_argument("--pose-model", metavar="TASK", help="MediaPipe pose_landmarker .task bundle, for --kind clips")
+
+
+def _data_default(key: str):
+    from star_har.train.config import DataConfig
+
+    return DataConfig.model_fields[key].default
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -33,10 +43,12 @@ def run_train(args: argparse.Namespace) -> int:
     if args.classes:
         overrides.append(f"data.classes=[{', '.join(args.classes.split(','))}]")
     cfg = load_config(args.config, overrides)
+    if args.export is not None and Path(args.export).is_dir():
+        raise InvalidInputError(f"--export {args.export} is a folder; name the checkpoint file to write")
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "star-har train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else None
-    summary = train(cfg, resume=args.resume, command=command, progress=not args.no_progress)
+    summary = train(cfg, resume=args.resume, command=command, progress=not args.no_progress, export=args.export)
     if summary:
         best = summary.get("best", {})
         print(f"best epoch {best.get('epoch')}: validation top-1 single-window {best.get('val_window_top1', float('nan')):.4f}, "
@@ -74,10 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "DistributedDataParallel (batch_size is the global batch).")
     p.add_argument("--config", metavar="YAML", help="config file, e.g. configs/star_pose_penn.yaml")
     _add_common(p)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float, help="learning rate (optim.lr)")
-    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--lr", type=positive_float, help="learning rate (optim.lr)")
+    p.add_argument("--batch-size", type=positive_int, help="global batch size")
     p.add_argument("--output", metavar="DIR", help="run folder (default from the config)")
+    p.add_argument("--export", metavar="PT",
+                   help="also write the final best checkpoint here (training writes nothing else outside --output)")
     p.add_argument("--seed", type=int)
     p.add_argument("--init", metavar="CHECKPOINT",
                    help="fine-tune from this checkpoint; the head is replaced when the class list differs")
@@ -86,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue exactly from OUTPUT/last.pt")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config value, e.g. --set optim.name=adamw --set data.window_seconds=1.2")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for log files)")
     p.set_defaults(handler=run_train)
 
@@ -101,10 +115,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--pose-model", metavar="TASK", help="MediaPipe .task bundle, for --kind clips")
     e.add_argument("--split", choices=("all", "train", "val"), default="all",
                    help="which sequences: all, or the train/val part of the same held-out split training used")
-    e.add_argument("--val-fraction", type=float, default=0.15, help="held-out fraction for --split train/val")
-    e.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split for --split train/val")
-    e.add_argument("--windows", type=int, default=5, help="windows averaged per video")
-    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--val-fraction", type=float, default=_data_default("val_fraction"),
+                   help="held-out fraction for --split train/val")
+    e.add_argument("--split-seed", type=int, default=_data_default("split_seed"),
+                   help="seed of the held-out split for --split train/val")
+    e.add_argument("--windows", type=positive_int, default=_data_default("eval_windows"),
+                   help="windows averaged per video")
+    e.add_argument("--batch-size", type=positive_int, default=64)
     e.add_argument("--output", metavar="DIR", default="runs/eval", help="where the JSON report and PNG go")
-    e.add_argument("--threads", type=int, help="torch CPU threads")
+    e.add_argument("--threads", type=positive_int, help="torch CPU threads")
     e.set_defaults(handler=run_eval)

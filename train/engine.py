@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from star_har.model import TemporalSampling, build_model, get_layout, load_check
 from star_har.model.checkpoint import atomic_torch_save
 from star_har.model.registry import constructor_parameters
 from star_har.train.augment import AugmentConfig
+from star_har.train.config import config_changes, validate_config
 from star_har.train.datasets import load_splits
 from star_har.train.metrics import plot_confusion, plot_curves, summarize
 from star_har.train.windows import WindowDataset
@@ -121,6 +123,9 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         net = build_model(ck.model_name, len(class_names), **hparams)
         own = net.state_dict()
         compatible = {k: v for k, v in ck.state_dict.items() if k in own and own[k].shape == v.shape}
+        if not any(not k.startswith("head.") for k in compatible):  # would silently train from scratch
+            raise InvalidInputError(f"--init {cfg['init']}: none of its tensors fits a {ck.model_name} model "
+                                    "built from its own header (a damaged checkpoint?)")
         net.load_state_dict(compatible, strict=False)
         replaced = sorted(set(own) - set(compatible))
         log.info("initialised from %s (%s -> %d classes); new: %s", cfg["init"], len(ck.class_names),
@@ -188,7 +193,11 @@ def _distributed() -> tuple[int, int, torch.device]:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state as tensors and plain values, so last.pt loads with weights_only=True."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -196,26 +205,50 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["gauss"]))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def load_training_state(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``last.pt`` (tensors and plain values only), checked against ``cfg``; one-line errors."""
+    if not path.is_file():
+        raise MissingFileError(f"nothing to resume: {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InvalidInputError(f"cannot resume: {path} is not a star-har training state (it holds pickled "
+                                "Python objects, which are never loaded)") from None
+    except Exception as exc:  # torch raises many types for a truncated file
+        raise InvalidInputError(f"cannot resume: {path} is unreadable ({type(exc).__name__}; truncated?): "
+                                "delete it to train from the start") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "config", "rng"} <= set(state):
+        raise InvalidInputError(f"cannot resume: {path} is not a star-har training state")
+    changes = config_changes(state["config"], cfg)
+    if changes:
+        raise InvalidInputError(f"cannot resume: the config differs from the one {path} was trained with "
+                                f"({'; '.join(changes)}); use the same config or a new --output")
+    return state
+
+
 def train(cfg: dict[str, Any], resume: bool = False, command: str | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, export: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train as configured; returns the summary (also ``summary.json`` in the output folder).
 
     Writes to ``cfg['output']``: ``last.pt`` (full training state, every epoch), ``best.pt`` (a
     star-har checkpoint, best validation single-window top-1), ``log.csv``, ``tensorboard/``,
-    ``curves.png``, ``confusion.png``, ``summary.json``.
+    ``curves.png``, ``confusion.png``, ``summary.json``; and nowhere else but ``export`` (a copy
+    of the final best.pt), which only the caller names, never a config file.
     """
+    cfg = validate_config(cfg)
     rank, world, device = _distributed()
     seed_everything(int(cfg["seed"]))
     out = Path(cfg["output"])
     state_path = out / STATE_FILE
-    if resume and not state_path.is_file():
-        raise MissingFileError(f"nothing to resume: {state_path} does not exist")
+    state = load_training_state(state_path, cfg) if resume else None
     train_seqs, val_seqs, class_names = load_splits(cfg["data"])
     net, layout, sampling = build_network(cfg, class_names)
     model_name = model_name_of(cfg)
@@ -243,8 +276,7 @@ def train(cfg: dict[str, Any], resume: bool = False, command: str | None = None,
     history: list[dict] = []
     best: dict[str, Any] = {"val_window_top1": -1.0}
     start_epoch, elapsed = 0, 0.0
-    if resume:
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+    if state is not None:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -319,7 +351,7 @@ def train(cfg: dict[str, Any], resume: bool = False, command: str | None = None,
     summary: dict[str, Any] = {}
     if rank == 0:
         summary = _finish(cfg, command, out, history, best, elapsed, num_params, class_names, writer,
-                          len(train_seqs), len(val_seqs), epoch + 1 if history else start_epoch)
+                          len(train_seqs), len(val_seqs), epoch + 1 if history else start_epoch, export)
     if world > 1:
         dist.barrier()
     return summary
@@ -364,7 +396,7 @@ def _meta(cfg: dict[str, Any], command: str | None, best: dict, elapsed: float, 
 
 def _finish(cfg: dict[str, Any], command: str | None, out: Path, history: list[dict], best: dict,
             elapsed: float, num_params: int, class_names: list[str], writer, num_train: int, num_val: int,
-            epochs_done: int) -> dict[str, Any]:
+            epochs_done: int, export: str | os.PathLike | None) -> dict[str, Any]:
     """Final meta into best.pt (total training time), confusion PNG, summary.json, export."""
     writer.close()
     if history:
@@ -383,9 +415,7 @@ def _finish(cfg: dict[str, Any], command: str | None, out: Path, history: list[d
             plot_confusion(np.array(report["confusion"]), class_names, out / "confusion.png",
                            f"validation, epoch {best['epoch']} (multi-window top-1 {report['top1']:.3f})")
             summary["validation"] = report
-        if cfg.get("export"):
-            export = Path(cfg["export"])
-            export.parent.mkdir(parents=True, exist_ok=True)
+        if export is not None:
             save_checkpoint(export, ck.build(), model_name=ck.model_name, class_names=ck.class_names,
                             joint_layout=ck.joint_layout, sampling=ck.sampling, meta=meta)
             summary["export"] = str(export)
