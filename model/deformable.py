@@ -6,45 +6,65 @@ Tokens (per window of T frames, D = ``dim``):
 * F_a, F_b: two MC18 (torchvision ``mc3_18``) stages. The paper asks for F_a = C x T x H/2 x W/2
   and F_b = 4C x T x H/8 x W/8; ``layer1`` (64 channels, stride 2) and ``layer3`` (256 = 4 x 64
   channels, stride 8) match both exactly, so C = 64 and ``layer4`` is never run.
-* RGB tokens Z: F_b, one token per cell and frame, linearly projected to D, plus a fixed 3-D
-  sinusoidal position encoding of (frame, row, column). A fixed encoding works for any T, H, W.
+* RGB tokens Z: F_b, one token per cell and frame, plus a fixed 3-D sinusoidal position encoding
+  of (frame, row, column) (the paper adds "the position embedding" without saying which; a fixed
+  one works for any T, H, W). Departure: the paper uses F_b itself (4C = D); we project it with
+  Linear + LN to D so that ``dim`` need not be 256.
 * Pose tokens P: Gaussian joint heatmaps on F_a's grid, P_t,r = sum over the map of F_a x H_t,r
-  (the STAR Eq. 1 code in :mod:`model.heatmaps`), linearly projected to D, plus a learned
-  embedding per joint slot and the sinusoidal frame encoding.
-* Cross-modal tokens M = (M_CLS, M_RGB, M_pose): three learned D-vectors, given to every frame
-  with the frame's sinusoidal encoding added, so they are per frame and work for any T.
+  (the paper's Eqs. 1-2, code in :mod:`model.heatmaps`), linearly projected to D as in the paper
+  (+ LN, ours), plus a learned embedding per joint slot and the sinusoidal frame encoding (ours).
+* Cross-modal tokens M = (M_CLS, M_RGB, M_pose) in R^{D x T x 3} (per frame, as in the paper):
+  three learned D-vectors shared by the frames, each frame's sinusoidal encoding added (ours: it
+  works for any T).
 
-One block (repeated L = ``depth`` times), all sub-layers pre-norm (x + Attn(LN x), x + FFN(LN x)):
+One block (repeated L = ``depth`` times; the paper does not give L):
 
-1. 3D deformable attention (RGB branch). 3D token search: a depth-wise Conv3D with kernel = stride
-   = ``search_kernel`` and no padding -> LN -> GELU -> a 1 x 1 x 1 Conv3D (a Linear) producing
-   (dt, dy, dx), bounded by ``tanh`` to +- ``offset_range`` x ``search_kernel`` cells and added to
-   reference points at the centres of the kernel's cells (regularly scattered, one per cell).
-   Z is sampled trilinearly at the deformed points (:func:`trilinear_sample`, written with gathers
-   so it exports to ONNX/TensorRT). Queries are [M_CLS || M_RGB || Z], keys/values
-   [Z~ || M_RGB || M_CLS]; MSA + residual, LN + FFN.
-2. Local joint-stride attention (pose branch): per frame, windows of ``joint_window`` joint tokens
-   with stride ``joint_window / 2``, each with that frame's M_pose and the memorised M_CLS (the
-   block's input M_CLS, so both branches start from the same one) appended. A token in several
-   windows gets the mean of its outputs. If J is not a multiple of the stride (or is smaller than
-   the window), learned padding tokens fill the last window (their outputs are dropped).
-3. The M_CLS of both branches are concatenated and projected (Linear 2D -> D) into one M_CLS.
-4. Temporal-stride attention over [Z || P || M_RGB || M_pose || M_CLS] in windows of
-   ``temporal_window`` frames with stride ``temporal_window / 2`` (outputs of overlapping windows
-   averaged), + FFN.
+1. 3D deformable attention (RGB branch). 3D token search (:class:`TokenSearch3D`): Conv3D with
+   the paper's kernel k = ``search_kernel`` = 7 and no padding -> LN -> GELU -> a 1 x 1 x 1
+   Conv3D (a Linear) giving offsets (dt, dy, dx) through tanh, added to reference points on a
+   regular 3-D grid. Z is sampled trilinearly at the moved points (the paper's Algorithm A3;
+   :func:`trilinear_sample`, written with gathers so it exports to ONNX/TensorRT). Queries
+   X = [M_CLS || M_RGB || Z], keys/values X~ = [M_CLS || M_RGB || Z~]; X + MSA, then
+   [Z, M_RGB, M'_CLS] = X + FFN(LN X) (the paper's Eqs. 3-7).
+2. Local joint-stride attention (pose branch, the paper's Algorithm A1): windows of
+   ``joint_window`` joint tokens over all T frames (stride ``joint_window / 2``), each with the T
+   M_pose tokens and the T memorised M'_CLS tokens of step 1 appended; outputs P, M_pose, M*_CLS.
+3. [M'_CLS || M*_CLS] is projected (Linear 2D -> D) into one M_CLS.
+4. Temporal-stride attention (the paper's Algorithm A2) over [Z || P || M_RGB || M_pose || M_CLS]
+   in windows of ``temporal_window`` frames with stride ``temporal_window / 2`` (the paper's
+   Fig. 7a: a stride of half the window works best), + FFN.
 
-Head: the final cross-modal tokens, averaged over frames, concatenated along channels (3D) ->
-LN -> Linear.
+Head: the paper concatenates the final cross-modal tokens along channels and feeds them to the
+classification head; we average them over frames first (the paper does not say how T is
+reduced), then LN -> Linear.
+
+Departures from the paper, each also noted where it is made:
+
+* Pre-norm before attention: every sub-layer computes x + Attn(LN x); the paper's Eq. 6 and
+  Algorithms A1/A2 add the attention of the un-normalised tokens (x + Attn(x)) and normalise only
+  before the FFN (x + FFN(LN x), as we do). Pre-norm keeps the residual stream unnormalised, which
+  trains more stably from scratch at our small batch sizes.
+* The Linear + LN projection of the RGB tokens (above).
+* Offset scale and borders: the paper's Algorithm A3 writes dp = tanh(f_off(Z)) with no scale or
+  unit; we scale by ``offset_range * k`` cells (DAT's offset range factor). Points that leave the
+  volume are clamped to its border (the paper's bilinear kernel g would give them zero weight,
+  i.e. zero features); axes shorter than k are zero-padded up to k (:class:`TokenSearch3D`).
+* Tokens in two overlapping windows (joint or temporal) get the mean of their outputs, and the
+  cross-modal tokens the mean over all windows; the paper's algorithms do not say how overlapping
+  windows are combined.
+
+Where the paper is silent (our choices): the stride of the token search conv (1, the Conv3D
+default), depth-wise first search conv (as in DAT), the position encodings, L = 2, window sizes
+(4 joints, 4 frames; the paper ablates window sizes in Fig. 7a without stating its choice), the
+padding of joint windows, and the frame reduction in the head. The paper does settle: k = 7 with
+no padding, windows over all T frames for the joints, the M'_CLS hand-off, 12 frames, AdamW for
+90 epochs with a cosine schedule and 5 warm-up epochs, random 224 x 224 crops for training and
+centre crops for testing (``configs/deformable_paper.yaml``).
 
 Frame importance (the paper's Fig. 5 idea, for the GUI): in every block the M_CLS queries'
 attention mass on each deformed token is given to the frames around the token's sampled time
 coordinate with the same linear weights the trilinear sampling uses; summed over blocks and
 normalised over T. It comes from the forward pass itself (no second pass).
-
-Choices where the paper's text was not available to us (see the module tests for the checks):
-kernel/stride of the token search (2), offset range (1 kernel cell), window sizes (4 joints,
-4 frames), L = 2, pre-norm sub-layers, depth-wise first search convolution (as in 2-D deformable
-attention, DAT), mean over windows for tokens in two windows, and mean over frames in the head.
 
 Multiple people: their joints are concatenated along J (J = ``num_persons`` x ``num_joints``,
 person-major); joint windows slide over the concatenation, so neighbouring people's joints meet in
@@ -79,7 +99,7 @@ def trilinear_sample(volume: torch.Tensor, points: torch.Tensor) -> torch.Tensor
     """Sample ``volume`` (B, T, H, W, D) at fractional ``points`` (B, S, 3) = (t, y, x) in cells.
 
     Cell (i, j, k) sits at the integer point (i, j, k); points outside the volume are clamped to
-    its border. Returns (B, S, D). One gather of the 8 corners per point, instead of
+    its border (a departure: the paper's sampling kernel would give them zero features). Returns (B, S, D). One gather of the 8 corners per point, instead of
     ``grid_sample`` on 5-D inputs, so ONNX and TensorRT can run it.
     """
     batch, frames, height, width, dim = volume.shape
@@ -136,32 +156,50 @@ def grid_position_encoding(frames: int, height: int, width: int, dim: int,
 
 
 class TokenSearch3D(nn.Module):
-    """3D token search: where to sample the RGB volume.
+    """3D token search (3DTS): where to sample the RGB volume.
 
     forward(z (B, T, H, W, D)) -> points (B, S, 3) as (t, y, x) in cells,
-    S = (T // k) * (H // k) * (W // k) for ``kernel`` k: one point per k x k x k cell, starting at
-    the cell's centre and moved by at most ``offset_range * k`` cells along each axis.
+    S = T' H' W' with T' = max(T - k + 1, 1) (likewise H', W') for ``kernel`` k: the paper's
+    Conv3D with kernel k and no padding (stride 1, the convolution's default; the paper gives no
+    stride). One reference point per output cell, at the centre of its k x k x k receptive field
+    (a regular 3-D grid), moved by ``tanh(offset) * offset_range * k`` cells along each axis.
+
+    Departures: the paper writes dp = tanh(f_off(Z)) with no scale and no unit; the scale
+    ``offset_range * k`` is DAT's offset range factor (``offset_range = 0.5`` lets a point reach
+    anywhere in its own receptive field). An axis shorter than k (e.g. the paper's own sparse test
+    frames, Fig. A1) is zero-padded up to k, on that axis only, so the search still runs.
     """
 
-    def __init__(self, dim: int, kernel: int = 2, offset_range: float = 1.0) -> None:
+    def __init__(self, dim: int, kernel: int = 7, offset_range: float = 0.5) -> None:
         super().__init__()
+        if kernel < 1:
+            raise InvalidInputError(f"search kernel must be at least 1, got {kernel}")
         self.kernel, self.max_offset = kernel, offset_range * kernel
-        self.conv = nn.Conv3d(dim, dim, kernel, stride=kernel, groups=dim)
+        # The paper's first Conv3D; depth-wise (as in DAT) is our choice, the paper is silent.
+        self.conv = nn.Conv3d(dim, dim, kernel, groups=dim)
         self.norm = nn.LayerNorm(dim)
-        self.to_offset = nn.Linear(dim, 3)  # the 1 x 1 x 1 Conv3D of the search
+        self.to_offset = nn.Linear(dim, 3)  # the 1 x 1 x 1 Conv3D producing (dt, dy, dx)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        hidden = self.conv(z.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)   # (B, T', H', W', D)
+        volume = z.permute(0, 4, 1, 2, 3)
+        before = [max(self.kernel - size, 0) // 2 for size in z.shape[1:4]]
+        missing = [max(self.kernel - size, 0) for size in z.shape[1:4]]
+        if any(missing):
+            pads = [(b, m - b) for b, m in zip(before, missing)]
+            volume = F.pad(volume, [side for pair in reversed(pads) for side in pair])
+        hidden = self.conv(volume).permute(0, 2, 3, 4, 1)                        # (B, T', H', W', D)
         offsets = torch.tanh(self.to_offset(F.gelu(self.norm(hidden)))) * self.max_offset
         centre = (self.kernel - 1) / 2
-        axes = [torch.arange(size, device=z.device, dtype=z.dtype) * self.kernel + centre
-                for size in hidden.shape[1:4]]
+        axes = [torch.arange(size, device=z.device, dtype=z.dtype) + (centre - pad)
+                for size, pad in zip(hidden.shape[1:4], before)]
         reference = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (T', H', W', 3)
         return (reference + offsets).flatten(1, 3)
 
 
 class _PreNormBlock(nn.Module):
-    """Shared parts of the three attention sub-layers: LN -> MSA (+ residual), LN -> FFN (+ residual)."""
+    """Shared parts of the three attention sub-layers: LN -> MSA (+ residual), LN -> FFN (+ residual).
+
+    The LN before the MSA is our departure (the paper: x + MSA(x)); see the module docstring."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float) -> None:
         super().__init__()
@@ -178,12 +216,14 @@ class DeformableAttention3D(_PreNormBlock):
     """3D deformable attention (RGB branch).
 
     forward(z (B, T, H, W, D), m_rgb (B, T, D), m_cls (B, T, D)) ->
-    (z, m_rgb, m_cls, frame_attention (B, T)): the M_CLS queries' attention on the deformed tokens,
-    given to frames by the tokens' sampled time coordinates (sums to at most 1).
+    (z, m_rgb, m'_cls, frame_attention (B, T)): m'_cls is the memorised M'_CLS the pose branch
+    reads; frame_attention the M_CLS queries' attention on the deformed tokens, given to frames by
+    the tokens' sampled time coordinates (sums to at most 1). The token search reads LN(Z)
+    (pre-norm, a departure: module docstring).
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
-                 kernel: int = 2, offset_range: float = 1.0) -> None:
+                 kernel: int = 7, offset_range: float = 0.5) -> None:
         super().__init__(dim, num_heads, mlp_ratio, dropout)
         self.search = TokenSearch3D(dim, kernel, offset_range)
 
@@ -191,7 +231,7 @@ class DeformableAttention3D(_PreNormBlock):
                 m_cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         frames = z.shape[1]
         x = torch.cat((m_cls, m_rgb, z.flatten(1, 3)), dim=1)
-        normed = self.norm(x)
+        normed = self.norm(x)  # pre-norm: the paper attends from X itself (module docstring)
         z_normed = normed[:, 2 * frames:].reshape(z.shape)
         points = self.search(z_normed)
         deformed = trilinear_sample(z_normed, points)
@@ -207,10 +247,16 @@ class DeformableAttention3D(_PreNormBlock):
 
 
 class JointStrideAttention(_PreNormBlock):
-    """Local joint-stride attention (pose branch).
+    """Local joint-stride attention (pose branch), the paper's Algorithm A1.
 
     forward(p (B, T, J, D), m_pose (B, T, D), m_cls (B, T, D)) -> (p, m_pose, m_cls).
-    Per frame, windows of ``window`` joints (stride ``window / 2``) each with M_pose and M_CLS.
+    Windows of ``window`` joints (stride ``window / 2``) over ALL T frames: each window attends
+    among its T x window joint tokens plus the T M_pose and T M_CLS tokens, so the cost is
+    O(T^2 window^2) per window (the paper's Table A1). ``m_cls`` is the memorised M'_CLS output by
+    the 3D deformable attention. A token in two windows gets the mean of its two outputs; M_pose
+    and M_CLS the mean over all windows (the paper does not say how overlaps are combined). If J
+    is not a multiple of the stride (or is smaller than the window), learned padding tokens fill
+    the last window (their outputs are dropped; the paper is silent on this case).
     """
 
     def __init__(self, dim: int, num_heads: int, num_joints: int, window: int = 4,
@@ -228,18 +274,21 @@ class JointStrideAttention(_PreNormBlock):
     def forward(self, p: torch.Tensor, m_pose: torch.Tensor,
                 m_cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, frames, joints, dim = p.shape
-        x = torch.cat((m_pose[:, :, None], m_cls[:, :, None], p), dim=2).flatten(0, 1)  # (BT, 2+J, D)
+        x = torch.cat((m_pose[:, :, None], m_cls[:, :, None], p), dim=2)         # (B, T, 2+J, D)
         normed = self.norm(x)
-        extras, tokens = normed[:, :2], normed[:, 2:]
+        extras, tokens = normed[:, :, :2], normed[:, :, 2:]
         if self.pad is not None:
-            tokens = torch.cat((tokens, self.pad.to(tokens.dtype).expand(tokens.shape[0], -1, -1)), dim=1)
-        windows = stride_windows(tokens, self.window)                             # (BT, N, w, D)
+            tokens = torch.cat((tokens, self.pad.to(tokens.dtype).expand(batch, frames, -1, -1)), dim=2)
+        windows = stride_windows(tokens.transpose(1, 2), self.window)            # (B, N, w, T, D)
         num_windows = windows.shape[1]
-        seq = torch.cat((extras[:, None].expand(-1, num_windows, -1, -1), windows), dim=2).flatten(0, 1)
+        window_extras = extras.flatten(1, 2)[:, None].expand(-1, num_windows, -1, -1)  # (B, N, 2T, D)
+        seq = torch.cat((window_extras, windows.flatten(2, 3)), dim=2).flatten(0, 1)
         out, _ = self.attn(seq, seq)
-        out = out.unflatten(0, (batch * frames, num_windows))
-        update = torch.cat((out[:, :, :2].mean(dim=1), merge_stride_windows(out[:, :, 2:])[:, :joints]), dim=1)
-        x = self.feed_forward(x + update).unflatten(0, (batch, frames))
+        out = out.unflatten(0, (batch, num_windows))
+        extras_out = out[:, :, :2 * frames].mean(dim=1).unflatten(1, (frames, 2))   # (B, T, 2, D)
+        joints_out = merge_stride_windows(out[:, :, 2 * frames:].unflatten(2, (self.window, frames)))
+        update = torch.cat((extras_out, joints_out[:, :joints].transpose(1, 2)), dim=2)
+        x = self.feed_forward(x + update)
         return x[:, :, 2:], x[:, :, 0], x[:, :, 1]
 
 
@@ -276,7 +325,7 @@ class DeformableBlock(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, num_joints: int, mlp_ratio: float = 4.0,
-                 dropout: float = 0.0, search_kernel: int = 2, offset_range: float = 1.0,
+                 dropout: float = 0.0, search_kernel: int = 7, offset_range: float = 0.5,
                  joint_window: int = 4, temporal_window: int = 4) -> None:
         super().__init__()
         self.deformable = DeformableAttention3D(dim, num_heads, mlp_ratio, dropout, search_kernel, offset_range)
@@ -288,8 +337,8 @@ class DeformableBlock(nn.Module):
                 m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         m_cls, m_rgb, m_pose = m.unbind(dim=2)
         z, m_rgb, cls_rgb, frame_attention = self.deformable(z, m_rgb, m_cls)
-        p, m_pose, cls_pose = self.joint_stride(p, m_pose, m_cls)  # the memorised (input) M_CLS
-        m_cls = self.merge_cls(torch.cat((cls_rgb, cls_pose), dim=-1))
+        p, m_pose, cls_pose = self.joint_stride(p, m_pose, cls_rgb)  # the memorised M'_CLS
+        m_cls = self.merge_cls(torch.cat((cls_rgb, cls_pose), dim=-1))  # [M'_CLS || M*_CLS] -> M_CLS
         cells, joints = z.shape[2] * z.shape[3], p.shape[2]
         # [Z || P || M_RGB || M_pose || M_CLS] in the paper; self-attention ignores the order.
         m = torch.stack((m_cls, m_rgb, m_pose), dim=2)
@@ -315,14 +364,15 @@ class DeformableTransformer(nn.Module):
         sigma: Gaussian heatmap std in cells of F_a's grid (stride 2, so 2 cells = 4 pixels).
         min_confidence: joints at or below this confidence count as invisible.
         backbone_weights: None (random), ``"kinetics400"`` or a ``mc3_18`` state_dict path.
-        search_kernel: kernel and stride k of the 3D token search (one sampled token per
-            k x k x k cells of Z).
+        search_kernel: kernel k of the 3D token search conv (no padding, stride 1): one sampled
+            token per k x k x k neighbourhood of Z; the paper's k = 7.
         offset_range: largest offset along each axis, in multiples of ``search_kernel``.
         joint_window / temporal_window: even window sizes (joints / frames); stride = window / 2.
 
     forward(frames, keypoints) -> ActionOutput(logits (B, K), frame_importance (B, T)):
         frames: ``(B, 3, T, H, W)`` RGB normalised with the Kinetics mean/std; H, W multiples of
-            16 (at least ``8 * search_kernel``).
+            16 (the paper: 224 and T = 12; below ``8 * search_kernel`` pixels or ``search_kernel``
+            frames the token search pads, see :class:`TokenSearch3D`).
         keypoints: ``(B, T, num_persons * num_joints, 3)``: x, y in pixels of ``frames`` and a
             confidence in [0, 1]. T must be even (and a multiple of ``temporal_window / 2``).
     """
@@ -331,7 +381,7 @@ class DeformableTransformer(nn.Module):
                  num_persons: int = 1, dim: int = 256, depth: int = 2, num_heads: int = 8,
                  mlp_ratio: float = 4.0, dropout: float = 0.1, sigma: float = 2.0,
                  min_confidence: float = 0.2, backbone_weights: str | os.PathLike | None = None,
-                 search_kernel: int = 2, offset_range: float = 1.0, joint_window: int = 4,
+                 search_kernel: int = 7, offset_range: float = 0.5, joint_window: int = 4,
                  temporal_window: int = 4) -> None:
         super().__init__()
         if modality != "rgb+pose":

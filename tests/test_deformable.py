@@ -72,18 +72,25 @@ def test_trilinear_sampling_matches_a_reference():
     assert torch.allclose(trilinear_sample(volume, points), reference.reshape(2, 6, 50).transpose(1, 2), atol=1e-5)
 
 
-def test_token_search_points_start_on_a_regular_grid_and_stay_in_range():
-    search = TokenSearch3D(8, kernel=2, offset_range=0.5)
-    z = torch.randn(1, 4, 6, 6, 8)
+def test_token_search_is_the_papers_kernel_7_without_padding_on_a_regular_grid():
+    conv = tiny_model().blocks[0].deformable.search.conv
+    assert conv.kernel_size == (7, 7, 7) and conv.padding == (0, 0, 0) and conv.stride == (1, 1, 1)
+    search = TokenSearch3D(8, kernel=7, offset_range=0.5)
+    z = torch.randn(1, 9, 8, 10, 8)  # (B, T, H, W, D)
     with torch.no_grad():
         search.to_offset.weight.zero_()
         search.to_offset.bias.zero_()
         points = search(z)
-        assert points.shape == (1, 2 * 3 * 3, 3)
-        assert torch.equal(points[0, 0], torch.tensor([0.5, 0.5, 0.5]))
-        assert torch.equal(points[0, -1], torch.tensor([2.5, 4.5, 4.5]))
+        assert points.shape == (1, 3 * 2 * 4, 3)  # (T - 6) x (H - 6) x (W - 6) reference points
+        assert torch.equal(points[0, 0], torch.tensor([3.0, 3.0, 3.0]))  # centre of the first 7^3 cube
+        assert torch.equal(points[0, -1], torch.tensor([5.0, 4.0, 6.0]))  # (T - 4, H - 4, W - 4)
+        assert torch.equal(points[0, 1] - points[0, 0], torch.tensor([0.0, 0.0, 1.0]))  # unit grid
         search.to_offset.bias.fill_(100.0)  # saturates tanh: offset = offset_range * kernel
-        assert torch.allclose(search(z) - points, torch.ones(1, 18, 3))
+        assert torch.allclose(search(z) - points, torch.full((1, 24, 3), 3.5))
+        # An axis shorter than k is padded up to k: one reference point, inside the 4 frames.
+        search.to_offset.bias.zero_()
+        short = search(torch.randn(1, 4, 8, 8, 8))
+    assert short.shape == (1, 1 * 2 * 2, 3) and short[0, 0, 0] == 2.0
 
 
 def test_offsets_move_the_sampled_positions_and_the_outputs():
@@ -126,18 +133,45 @@ def test_temporal_windows_limit_who_sees_whom():
     assert [t for t in range(12) if moved[t] > 1e-6] == [2, 3, 4, 5, 6, 7]  # windows [2..5], [4..7]
 
 
-def test_joint_windows_limit_who_sees_whom_and_pad_odd_joint_counts():
+def test_joint_windows_span_all_frames_and_pad_odd_joint_counts():
     torch.manual_seed(0)
     module = JointStrideAttention(16, 2, num_joints=13, window=4).eval()
     assert module.pad.shape == (1, 16)  # 13 joints + 1 padding token = 7 chunks of 2
-    p, m_pose, m_cls = torch.randn(1, 2, 13, 16), torch.randn(1, 2, 16), torch.randn(1, 2, 16)
+    p, m_pose, m_cls = torch.randn(1, 6, 13, 16), torch.randn(1, 6, 16), torch.randn(1, 6, 16)
     changed = p.clone()
-    changed[:, :, 12] += torch.randn(16)
+    changed[:, 1, 12] += torch.randn(16)  # joint 12 in frame 1 only
     with torch.no_grad():
         base, out = module(p, m_pose, m_cls), module(changed, m_pose, m_cls)
-    moved = (out[0] - base[0]).abs().amax(dim=(0, 1, 3))
-    assert [j for j in range(13) if moved[j] > 1e-6] == [10, 11, 12]  # last window: 10, 11, 12, pad
-    assert not torch.allclose(out[1], base[1]) and not torch.allclose(out[2], base[2])
+    moved = (out[0] - base[0]).abs().amax(dim=(0, 3)) > 1e-6                     # (T, J)
+    # Algorithm A1: a window holds its joints in all T frames, so every frame's joints 10-12 move.
+    assert moved[:, 10:].all() and not moved[:, :10].any()
+    assert ((out[1] - base[1]).abs().amax(dim=(0, 2)) > 1e-6).all()  # M_pose of every frame
+    assert ((out[2] - base[2]).abs().amax(dim=(0, 2)) > 1e-6).all()  # M_CLS of every frame
+
+
+def test_joint_window_bookkeeping():
+    module = JointStrideAttention(16, 2, num_joints=13, window=4).eval()
+    shapes = []
+    module.attn.register_forward_hook(lambda mod, args, out: shapes.append(args[0].shape))
+    with torch.no_grad():
+        module(torch.randn(2, 6, 13, 16), torch.randn(2, 6, 16), torch.randn(2, 6, 16))
+    # 6 windows (14 padded joints, stride 2) per sample, each T x (4 joints + M_pose + M_CLS) tokens
+    assert shapes == [(2 * 6, 6 * (4 + 2), 16)]
+
+
+def test_pose_branch_reads_the_cls_memorised_by_the_deformable_attention():
+    net = tiny_model()
+    block, seen = net.blocks[0], {}
+    block.register_forward_hook(lambda mod, args, out: seen.update(cls_in=args[2][:, :, 0]))
+    block.deformable.register_forward_hook(lambda mod, args, out: seen.update(cls_rgb=out[2]))
+    block.joint_stride.register_forward_hook(
+        lambda mod, args, out: seen.update(cls_to_pose=args[2], cls_pose=out[2]))
+    block.merge_cls.register_forward_hook(lambda mod, args, out: seen.update(merged=args[0]))
+    with torch.no_grad():
+        net(torch.randn(1, 3, 8, 32, 32), random_keypoints(1, 8, 13, 32))
+    assert not torch.allclose(seen["cls_in"], seen["cls_rgb"])  # the deformable attention changed it
+    assert torch.equal(seen["cls_to_pose"], seen["cls_rgb"])     # M'_CLS goes to the pose branch
+    assert torch.equal(seen["merged"], torch.cat((seen["cls_rgb"], seen["cls_pose"]), dim=-1))
 
 
 def test_two_people_are_concatenated_along_the_joints():
