@@ -30,11 +30,23 @@ The ``pose`` modality keeps the same transformer and Eq. 1, with a learned spati
 Gaussian, i.e. a smooth learned embedding of where the joint is. Keypoints are first mapped into
 a person-centred box per window (translation and scale invariance). There are no GG tokens and so
 no CLS_glob in this mode.
+
+Additions to the paper (all off by default, so the defaults are the paper's model; the shipped
+pose checkpoints switch them on, see ``configs/star_pose_penn.yaml``):
+
+* ``joint_features=("field", "kinematics")``: each joint token also embeds the joint's position,
+  bone and motion (:class:`~star_har.model.pose_features.JointKinematics`), the inputs skeleton
+  networks rely on; Eq. 1 alone tells the transformer where a joint is, not how it moves;
+* ``temporal_kernel=k``: a per-joint depth-wise temporal convolution before the first layer
+  (:class:`~star_har.model.pose_features.TemporalStem`);
+* ``flip_test=True``: in eval mode the window and its mirror image are classified together and
+  their logits averaged (test-time flip, one batched call).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -45,9 +57,12 @@ from star_har.errors import InvalidInputError
 from star_har.model.attention import FeedForward, MultiHeadAttention, sinusoidal_encoding
 from star_har.model.backbone import STAGE_CHANNELS, MC18Features
 from star_har.model.heatmaps import gaussian_heatmaps, joint_map_tokens, normalize_to_person_box
+from star_har.model.pose_features import KINEMATIC_FEATURES, JointKinematics, TemporalStem
 from star_har.model.registry import ActionOutput, register_model
+from star_har.model.skeleton import get_layout
 
 Modality = Literal["rgb+pose", "pose"]
+JOINT_FEATURES = ("field", "kinematics")
 SplitMode = Literal["zigzag", "binary"]
 
 
@@ -134,6 +149,11 @@ class STARTransformer(nn.Module):
         joint_stage / global_grid: MC18 stage for JM tokens; GG grid side (the last map is
             average-pooled to ``global_grid x global_grid`` per frame, None keeps it as is).
         field_size / field_channels: the pose-only feature field's side and channels.
+        layout: the joint layout's name (needed by ``kinematics`` and ``flip_test``).
+        joint_features: what a joint token embeds, a subset of ``("field", "kinematics")``;
+            "field" is Eq. 1 (the CNN map, or the learned field in the ``pose`` modality).
+        temporal_kernel: frames of the per-joint temporal stem; 0 = none (the paper).
+        flip_test: average the logits of the window and its mirror image in eval mode.
 
     forward(frames, keypoints) -> ActionOutput(logits (B, K), frame_importance (B, T)):
         frames: ``(B, 3, T, H, W)`` RGB normalised with the Kinetics mean/std, or None in the
@@ -143,31 +163,59 @@ class STARTransformer(nn.Module):
     """
 
     def __init__(self, num_classes: int, modality: Modality = "rgb+pose", num_joints: int = 13,
-                 dim: int = 256, depth: int = 2, num_heads: int = 8, mlp_ratio: float = 4.0,
+                 dim: int = 256, depth: int = 3, num_heads: int = 8, mlp_ratio: float = 4.0,
                  dropout: float = 0.1, sigma: float = 1.0, min_confidence: float = 0.2,
                  backbone_weights: str | os.PathLike | None = None, joint_stage: str = "layer2",
-                 global_grid: int | None = 7, field_size: int = 16, field_channels: int = 64) -> None:
+                 global_grid: int | None = None, field_size: int = 16, field_channels: int = 64,
+                 layout: str | None = None, joint_features: Sequence[str] = ("field",),
+                 temporal_kernel: int = 0, flip_test: bool = False) -> None:
         super().__init__()
         if modality not in ("rgb+pose", "pose"):
             raise InvalidInputError(f"modality must be 'rgb+pose' or 'pose', not {modality!r}")
+        if dim % 2:  # the sinusoidal frame encoding needs an even width
+            raise InvalidInputError(f"dim must be even, got {dim}")
+        joint_features = tuple(joint_features)
+        if not joint_features or set(joint_features) - set(JOINT_FEATURES):
+            raise InvalidInputError(f"joint_features must be a non-empty subset of {JOINT_FEATURES}, "
+                                    f"got {joint_features}")
+        if temporal_kernel < 0 or (temporal_kernel and temporal_kernel % 2 == 0):
+            raise InvalidInputError(f"temporal_kernel must be 0 or odd, got {temporal_kernel}")
+        if layout is None and ("kinematics" in joint_features or flip_test):
+            raise InvalidInputError("joint_features 'kinematics' and flip_test need the joint layout")
+        if layout is not None and get_layout(layout).num_joints != num_joints:
+            raise InvalidInputError(f"layout {layout} has {get_layout(layout).num_joints} joints, "
+                                    f"not num_joints={num_joints}")
         self.hparams = dict(num_classes=num_classes, modality=modality, num_joints=num_joints,
                             dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                             dropout=dropout, sigma=sigma, min_confidence=min_confidence,
                             backbone_weights=None if backbone_weights is None else str(backbone_weights),
                             joint_stage=joint_stage, global_grid=global_grid,
-                            field_size=field_size, field_channels=field_channels)
+                            field_size=field_size, field_channels=field_channels, layout=layout,
+                            joint_features=list(joint_features), temporal_kernel=temporal_kernel,
+                            flip_test=flip_test)
         self.modality, self.sigma, self.min_confidence = modality, sigma, min_confidence
         self.global_grid = global_grid
+        self.use_field = "field" in joint_features
+        self.flip_test = flip_test
+        if flip_test:
+            self.register_buffer("flip_permutation", torch.as_tensor(get_layout(layout).flip_permutation),
+                                 persistent=False)
         if modality == "rgb+pose":
             self.backbone = MC18Features(backbone_weights, middle_stage=joint_stage)
             joint_channels = STAGE_CHANNELS[joint_stage]
             self.grid_proj = nn.Sequential(nn.Linear(STAGE_CHANNELS["layer4"], dim), nn.LayerNorm(dim))
             num_cls = 3  # CLS_glob, CLS_joint, CLS_total
         else:
-            self.feature_field = nn.Parameter(torch.randn(field_channels, field_size, field_size))
+            if self.use_field:
+                self.feature_field = nn.Parameter(torch.randn(field_channels, field_size, field_size))
             joint_channels = field_channels
             num_cls = 2  # CLS_joint, CLS_total
-        self.joint_proj = nn.Sequential(nn.Linear(joint_channels, dim), nn.LayerNorm(dim))
+        self.joint_proj = nn.Sequential(nn.Linear(joint_channels, dim), nn.LayerNorm(dim)) if self.use_field else None
+        self.kinematics = JointKinematics(layout) if "kinematics" in joint_features else None
+        self.kinematics_embed = nn.Sequential(
+            nn.Linear(KINEMATIC_FEATURES, dim), nn.GELU(), nn.Linear(dim, dim), nn.LayerNorm(dim)
+        ) if self.kinematics is not None else None
+        self.stem = TemporalStem(dim, temporal_kernel) if temporal_kernel else None
         self.joint_embed = nn.Parameter(torch.zeros(num_joints, dim))
         self.cls_tokens = nn.Parameter(torch.zeros(num_cls, dim))
         nn.init.trunc_normal_(self.joint_embed, std=0.02)
@@ -178,22 +226,52 @@ class STARTransformer(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(),
                                   nn.Dropout(dropout), nn.Linear(dim, num_classes))
 
-    def joint_tokens(self, features: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
-        """Eq. 1 + pos: ``(B, T, J, D)`` from a feature map/field and grid-normalised keypoints."""
-        heatmaps = gaussian_heatmaps(keypoints, features.shape[-2], features.shape[-1],
-                                     self.sigma, self.min_confidence)
-        tokens = self.joint_proj(joint_map_tokens(features, heatmaps))
+    def joint_tokens(self, features: torch.Tensor | None, keypoints: torch.Tensor,
+                     boxed: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 (+ kinematics) + pos (+ stem): ``(B, T, J, D)``.
+
+        features: the CNN map ``(B, C, T, h, w)`` or the pose field ``(C, S, S)``, with
+        ``keypoints`` normalised to its extent; ``boxed``: keypoints in the person box.
+        """
+        tokens = torch.zeros((), dtype=keypoints.dtype, device=keypoints.device)
+        if self.joint_proj is not None:
+            heatmaps = gaussian_heatmaps(keypoints, features.shape[-2], features.shape[-1],
+                                         self.sigma, self.min_confidence)
+            tokens = self.joint_proj(joint_map_tokens(features, heatmaps))
+        if self.kinematics is not None:
+            visible = keypoints[..., 2] > self.min_confidence
+            tokens = tokens + self.kinematics_embed(self.kinematics(boxed, visible))
         frame_index = torch.arange(keypoints.shape[1], device=keypoints.device)
-        frame_pos = sinusoidal_encoding(frame_index, tokens.shape[-1]).to(tokens.dtype)
-        return tokens + self.joint_embed + frame_pos[:, None, :]
+        frame_pos = sinusoidal_encoding(frame_index, self.joint_embed.shape[-1]).to(keypoints.dtype)
+        tokens = tokens + self.joint_embed + frame_pos[:, None, :]
+        return tokens if self.stem is None else self.stem(tokens)
+
+    def mirrored(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The window as a horizontally mirrored camera would show it (left/right joints swapped)."""
+        width = frames.shape[-1] if frames is not None else 0  # pose-only: any mirror axis will do
+        flipped = keypoints[:, :, self.flip_permutation]
+        flipped = torch.cat((width - flipped[..., :1], flipped[..., 1:]), dim=-1)
+        return (None if frames is None else frames.flip(-1)), flipped
 
     def forward(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> ActionOutput:
         # torch._check rather than `raise` keeps the time dimension symbolic for export.
         torch._check(keypoints.shape[1] % 2 == 0,
                      lambda: "STAR needs an even number of frames per window")
+        if not (self.flip_test and not self.training):
+            return self.classify(frames, keypoints)
+        batch = keypoints.shape[0]
+        mirror_frames, mirror_keypoints = self.mirrored(frames, keypoints)
+        both = self.classify(None if frames is None else torch.cat((frames, mirror_frames)),
+                             torch.cat((keypoints, mirror_keypoints)))
+        return ActionOutput((both.logits[:batch] + both.logits[batch:]) / 2,
+                            (both.frame_importance[:batch] + both.frame_importance[batch:]) / 2)
+
+    def classify(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> ActionOutput:
+        """One pass of the model (``forward`` adds the test-time flip)."""
+        boxed = normalize_to_person_box(keypoints, self.min_confidence)
         if self.modality == "pose":
-            boxed = normalize_to_person_box(keypoints, self.min_confidence)
-            frame_tokens = self.joint_tokens(self.feature_field.to(keypoints.dtype), boxed)
+            field = self.feature_field.to(keypoints.dtype) if self.use_field else None
+            frame_tokens = self.joint_tokens(field, boxed, boxed)
         else:
             if frames is None:
                 raise InvalidInputError("the rgb+pose modality needs frames (B, 3, T, H, W)")
@@ -201,7 +279,7 @@ class STARTransformer(nn.Module):
             height, width = frames.shape[-2:]
             scale = torch.tensor([1.0 / width, 1.0 / height, 1.0], dtype=keypoints.dtype,
                                  device=keypoints.device)
-            joints = self.joint_tokens(middle, keypoints * scale)
+            joints = self.joint_tokens(middle, keypoints * scale, boxed)
             if self.global_grid is not None:
                 batch, channels, num_frames = last.shape[:3]
                 pooled = F.adaptive_avg_pool2d(last.transpose(1, 2).flatten(0, 1), self.global_grid)

@@ -25,7 +25,7 @@ class AugmentConfig:
     rotation_degrees: float = 15.0
     shear: float = 0.15
     joint_offset: float = 0.03                    # constant per joint and window (annotation style)
-    jitter: float = 0.012                         # per joint and frame
+    jitter: float = 0.025                         # per joint and frame: each window draws its std in [0, jitter]
     joint_dropout: float = 0.06                   # a joint missing for the whole window
     point_dropout: float = 0.04                   # a joint missing in one frame
     frame_dropout: float = 0.03                   # no person found in a frame
@@ -57,7 +57,9 @@ def augment_keypoints(keypoints: np.ndarray, layout: str, width: float, cfg: Aug
         kps[..., :2] = _warp(kps[..., :2], centre, cfg, rng)
     num_frames, num_joints = kps.shape[:2]
     kps[..., :2] += rng.normal(0.0, cfg.joint_offset * size, (1, num_joints, 2))
-    kps[..., :2] += rng.normal(0.0, cfg.jitter * size, (num_frames, num_joints, 2))
+    # Pose estimators jitter more on some footage than on other: a random strength per window
+    # trains both the clean and the noisy end.
+    kps[..., :2] += rng.normal(0.0, rng.uniform(0.0, cfg.jitter) * size, (num_frames, num_joints, 2))
 
     drop = np.zeros((num_frames, num_joints), dtype=bool)
     drop |= rng.uniform(size=(1, num_joints)) < cfg.joint_dropout

@@ -1,0 +1,109 @@
+"""The pose model's additions to the paper: joint kinematics, the temporal stem, test-time flip."""
+
+import numpy as np
+import pytest
+import torch
+
+from star_har.errors import InvalidInputError
+from star_har.model import build_model
+from star_har.model.heatmaps import normalize_to_person_box
+from star_har.model.pose_features import JointKinematics, TemporalStem, neighbour_matrix
+from star_har.model.skeleton import get_layout
+from tests.test_star import random_keypoints
+
+torch.manual_seed(0)
+POSE = dict(modality="pose", num_joints=13, layout="penn13", dim=32, depth=1, num_heads=2, dropout=0.0,
+            joint_features=["field", "kinematics"], temporal_kernel=3)
+
+
+def boxed_window(batch=2, frames=8):
+    keypoints = random_keypoints(batch, frames, 13, 200)
+    return normalize_to_person_box(keypoints, 0.2)
+
+
+def test_kinematics_shapes_and_values_of_a_still_pose():
+    boxed = boxed_window()
+    boxed[:, 1:] = boxed[:, :1]  # the same pose in every frame: no motion
+    features = JointKinematics("penn13")(boxed, boxed[..., 2] > 0.2)
+    assert features.shape == (2, 8, 13, 7)
+    assert torch.all(features[..., 4:6] == 0) and torch.all(features[..., 6] == 1)
+    # bone of the head = head minus the mean of its neighbours (both shoulders), scaled like position
+    head, shoulders = boxed[0, 0, 0, :2], boxed[0, 0, 1:3, :2].mean(0)
+    assert torch.allclose(features[0, 0, 0, 2:4] / 8.0, head - shoulders, atol=1e-6)
+
+
+def test_neighbours_are_the_layouts_bones():
+    adjacency = neighbour_matrix("penn13")
+    assert torch.equal(adjacency, adjacency.T) and adjacency.diagonal().sum() == 0
+    assert adjacency.sum() == 2 * len(get_layout("penn13").bones)
+
+
+def test_kinematics_are_flip_equivariant():
+    """Mirroring the window maps each joint's features to its twin's, with x components negated."""
+    boxed = boxed_window()
+    perm = torch.as_tensor(get_layout("penn13").flip_permutation)
+    mirrored = boxed[:, :, perm].clone()
+    mirrored[..., 0] = 1.0 - mirrored[..., 0]
+    kinematics = JointKinematics("penn13")
+    features = kinematics(boxed, boxed[..., 2] > 0.2)
+    expected = features[:, :, perm].clone()
+    expected[..., [0, 2, 4]] *= -1  # x of position, bone, motion
+    assert torch.allclose(kinematics(mirrored, mirrored[..., 2] > 0.2), expected, atol=1e-5)
+
+
+def test_invisible_joints_contribute_nothing_but_their_flag():
+    boxed = boxed_window()
+    visible = torch.ones(boxed.shape[:3], dtype=torch.bool)
+    visible[:, :, 5] = False          # left wrist never seen
+    visible[:, 3, 9] = False          # left knee missing in one frame
+    kinematics = JointKinematics("penn13")
+    features = kinematics(boxed, visible)
+    assert torch.all(features[:, :, 5] == 0) and torch.all(features[:, 3, 9] == 0)
+    # moving the unseen joints anywhere changes no feature
+    moved = boxed.clone()
+    moved[:, :, 5, :2] += 0.3
+    moved[:, 3, 9, :2] -= 0.2
+    assert torch.equal(kinematics(moved, visible), features)
+
+
+def test_temporal_stem_mixes_only_neighbouring_frames_of_the_same_joint():
+    stem = TemporalStem(16, kernel=3).eval()
+    tokens = torch.randn(1, 10, 4, 16)
+    changed = tokens.clone()
+    changed[0, 5, 2] += 1.0
+    diff = (stem(changed) - stem(tokens)).abs().sum(-1)[0]  # (T, J)
+    assert diff[4:7, 2].min() > 0
+    assert diff[:, [0, 1, 3]].max() == 0 and diff[[0, 1, 2, 3, 7, 8, 9], 2].max() == 0
+
+
+def test_pose_model_with_kinematics_trains_end_to_end():
+    net = build_model("star", 4, **POSE)
+    out = net(None, random_keypoints(2, 8, 13, 300))
+    out.logits.sum().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing, missing
+
+
+def test_flip_test_is_invariant_to_mirroring_the_input():
+    net = build_model("star", 4, **POSE, flip_test=True).eval()
+    keypoints = random_keypoints(2, 8, 13, 300)
+    mirrored = keypoints[:, :, get_layout("penn13").flip_permutation].clone()
+    mirrored[..., 0] = 640 - mirrored[..., 0]
+    with torch.no_grad():
+        out, out_mirrored = net(None, keypoints), net(None, mirrored)
+    assert torch.allclose(out.logits, out_mirrored.logits, atol=1e-5)
+    assert not torch.allclose(net.classify(None, keypoints).logits, out.logits)
+
+
+@pytest.mark.parametrize("bad", [dict(dim=33, num_heads=3), dict(joint_features=["rgb"]), dict(temporal_kernel=4),
+                                 dict(layout=None), dict(layout="coco17")])
+def test_bad_pose_settings_are_one_line_errors(bad):
+    with pytest.raises(InvalidInputError):
+        build_model("star", 4, **{**POSE, **bad})
+
+
+def test_old_checkpoints_keep_their_meaning():
+    """A model saved before the additions (no new keys) builds as the paper's model."""
+    net = build_model("star", 4, modality="pose", num_joints=13, dim=32, depth=1, num_heads=2)
+    assert net.kinematics is None and net.stem is None and not net.flip_test
+    assert np.isclose(net(None, random_keypoints(1, 4, 13, 100)).frame_importance.sum().item(), 1.0)
