@@ -54,6 +54,12 @@ class DataConfig(_Section):
     eval_windows: int = Field(5, ge=1)             # windows averaged per sequence in evaluation
     image_size: int = Field(112, ge=8)
     pose_model: PathStr | None = None              # clips: MediaPipe .task bundle
+    pose_cache: PathStr | None = None              # clips: folder for extracted poses (default: the star-har cache)
+    dims: Literal["2d", "3d"] = "3d"               # msr_action3d: 3-D metres or 2-D depth-image pixels
+    val_subjects: list[str] | None = None          # validation = these subjects (cross-subject split)
+    sources: dict[str, DataConfig] | None = None   # everyday: {name: that dataset's data section}
+    merge: dict[str, list[str]] | None = None      # everyday: {class: [source class, ...]} one vocabulary
+    background: list[str] | None = None            # everyday: classes trained as one background class
 
     @field_validator("kind")
     @classmethod
@@ -61,6 +67,9 @@ class DataConfig(_Section):
         if kind not in KINDS:
             raise ValueError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
         return kind
+
+
+DataConfig.model_rebuild()  # sources nest DataConfig
 
 
 class OptimConfig(_Section):
