@@ -7,7 +7,9 @@ has where that is anatomically sound (``neck`` = mean of the shoulders), and oth
 invisible (confidence 0) rather than invented.
 
 Keypoint arrays everywhere in the project are ``(..., J, 3)``: x, y in pixels and a confidence
-in [0, 1] (Penn Action visibility 0/1, MediaPipe visibility, detector scores).
+in [0, 1] (Penn Action visibility 0/1, MediaPipe visibility, detector scores). 3-D skeletons
+(Kinect datasets) are ``(..., J, 4)``: x, y, z in metres and the confidence; conversions treat
+every channel but the last as a coordinate.
 """
 
 from __future__ import annotations
@@ -133,8 +135,33 @@ OPENPOSE_25 = JointLayout(
     + _chain("left_ear", "left_eye", "nose", "right_eye", "right_ear"),
 )
 
+# Kinect v1's 20 joints (UTD-MHAD, MSR Action3D), in the vocabulary's names: the Kinect's
+# "shoulder center", "spine" and "hip center" are NTU's spine_shoulder, spine_mid and spine_base.
+_KINECT_20_BONES = (_chain("head", "spine_shoulder", "spine_mid", "spine_base")
+                    + (("spine_shoulder", "left_shoulder"), ("spine_shoulder", "right_shoulder"),
+                       ("spine_base", "left_hip"), ("spine_base", "right_hip"))
+                    + _limbs(hands=("hand",), feet=("foot",)))
+
+UTD_20 = JointLayout(
+    "utd20",
+    ("head", "spine_shoulder", "spine_mid", "spine_base", "left_shoulder", "left_elbow",
+     "left_wrist", "left_hand", "right_shoulder", "right_elbow", "right_wrist", "right_hand",
+     "left_hip", "left_knee", "left_ankle", "left_foot", "right_hip", "right_knee",
+     "right_ankle", "right_foot"),
+    _KINECT_20_BONES,
+)
+
+MSR_20 = JointLayout(
+    "msr20",
+    ("left_shoulder", "right_shoulder", "spine_shoulder", "spine_mid", "left_hip", "right_hip",
+     "spine_base", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hand",
+     "right_hand", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_foot",
+     "right_foot", "head"),
+    _KINECT_20_BONES,
+)
+
 LAYOUTS: dict[str, JointLayout] = {
-    layout.name: layout for layout in (MEDIAPIPE_33, COCO_17, PENN_13, NTU_25, OPENPOSE_25)
+    layout.name: layout for layout in (MEDIAPIPE_33, COCO_17, PENN_13, NTU_25, OPENPOSE_25, UTD_20, MSR_20)
 }
 
 # How to derive a joint that a layout lacks: alternatives tried in order, each a set of joints
@@ -194,23 +221,23 @@ def _cached_recipe(src: JointLayout, dst: JointLayout) -> tuple[tuple[int, ...] 
 
 
 def convert_keypoints(keypoints: np.ndarray, src: str | JointLayout, dst: str | JointLayout) -> np.ndarray:
-    """Convert ``(..., J_src, 3)`` keypoints to ``(..., J_dst, 3)``.
+    """Convert ``(..., J_src, C)`` keypoints to ``(..., J_dst, C)`` (C = 3 for 2-D, 4 for 3-D).
 
     Joints of ``dst`` that ``src`` has are copied, derivable ones are averaged from their parts
     (confidence = minimum over the parts) and the rest get zeros (invisible).
     """
     keypoints = np.asarray(keypoints, dtype=np.float32)
     src_layout, dst_layout = get_layout(src), get_layout(dst)
-    if keypoints.shape[-2:] != (src_layout.num_joints, 3):
-        raise InvalidInputError(f"expected keypoints (..., {src_layout.num_joints}, 3) for layout "
+    if keypoints.ndim < 2 or keypoints.shape[-2] != src_layout.num_joints or keypoints.shape[-1] not in (3, 4):
+        raise InvalidInputError(f"expected keypoints (..., {src_layout.num_joints}, 3 or 4) for layout "
                          f"{src_layout.name!r}, got shape {keypoints.shape}")
-    out = np.zeros(keypoints.shape[:-2] + (dst_layout.num_joints, 3), dtype=np.float32)
+    out = np.zeros(keypoints.shape[:-2] + (dst_layout.num_joints, keypoints.shape[-1]), dtype=np.float32)
     for j, parts in enumerate(conversion_recipe(src_layout, dst_layout)):
         if parts is None:
             continue
         picked = keypoints[..., list(parts), :]
-        out[..., j, :2] = picked[..., :2].mean(axis=-2)
-        out[..., j, 2] = picked[..., 2].min(axis=-1)
+        out[..., j, :-1] = picked[..., :-1].mean(axis=-2)
+        out[..., j, -1] = picked[..., -1].min(axis=-1)
     return out
 
 

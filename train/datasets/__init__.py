@@ -7,14 +7,14 @@ import logging
 from typing import Any
 
 from star_har.errors import InvalidInputError
-from star_har.train.datasets.base import Sequence, class_names_of, stratified_split
+from star_har.train.datasets.base import Sequence, class_names_of, stratified_split, subject_split
 
 log = logging.getLogger(__name__)
 
-KINDS = ("penn_action", "ntu", "clips", "npz")
+KINDS = ("penn_action", "ntu", "clips", "npz", "utd_mhad", "msr_action3d", "everyday")
 
 
-def load_sequences(data: dict[str, Any], root: str) -> list[Sequence]:
+def load_sequences(data: dict[str, Any], root: str | None) -> list[Sequence]:
     """All sequences of the dataset at ``root`` described by a config ``data`` section."""
     kind = data["kind"]
     if kind == "penn_action":
@@ -29,21 +29,33 @@ def load_sequences(data: dict[str, Any], root: str) -> list[Sequence]:
     if kind == "npz":
         from star_har.train.datasets.npz import load_npz_folder
         return load_npz_folder(root)
+    if kind == "utd_mhad":
+        from star_har.train.datasets.kinect import load_utd_mhad
+        return load_utd_mhad(root)
+    if kind == "msr_action3d":
+        from star_har.train.datasets.kinect import load_msr_action3d
+        return load_msr_action3d(root, dims=str(data.get("dims", "3d")))
+    if kind == "everyday":
+        from star_har.train.datasets.everyday import load_everyday
+        return load_everyday(data)
     raise InvalidInputError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
 
 
 def load_splits(data: dict[str, Any]) -> tuple[list[Sequence], list[Sequence], list[str]]:
     """(train, validation, class_names) for a config ``data`` section.
 
-    Validation comes from ``val_root`` when given, else from the sequences marked ``val``/``test``
-    by the dataset's own split, else from a stratified ``val_fraction`` held out with
+    Validation comes from ``val_root`` when given, else from the subjects ``val_subjects``, else
+    from the sequences marked ``val``/``test`` by the dataset's own split (``everyday`` marks each
+    source's validation subjects), else from a stratified ``val_fraction`` held out with
     ``split_seed``. ``classes`` keeps (and orders) only the listed classes.
     """
-    if not data.get("root"):
+    if not data.get("root") and data.get("kind") != "everyday":
         raise InvalidInputError("no dataset given: set data.root in the config or pass --data")
-    sequences = load_sequences(data, data["root"])
+    sequences = load_sequences(data, data.get("root"))
     if data.get("val_root"):
         train, val = sequences, load_sequences(data, data["val_root"])
+    elif data.get("val_subjects") and data.get("kind") != "everyday":
+        train, val = subject_split(sequences, data["val_subjects"])
     elif any(s.split in ("val", "test") for s in sequences):
         train = [s for s in sequences if s.split not in ("val", "test")]
         val = [s for s in sequences if s.split in ("val", "test")]
@@ -57,6 +69,6 @@ def load_splits(data: dict[str, Any]) -> tuple[list[Sequence], list[Sequence], l
         train = [s for s in train if s.label in classes]
         val = [s for s in val if s.label in classes]
     if not train:
-        raise InvalidInputError(f"no training sequences in {data['root']}")
+        raise InvalidInputError(f"no training sequences in {data.get('root') or 'data.sources'}")
     log.info("%d training and %d validation sequences, %d classes", len(train), len(val), len(classes))
     return train, val, classes

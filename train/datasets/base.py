@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from star_har.errors import MissingFileError
+from star_har.errors import InvalidInputError, MissingFileError
 
 
 @dataclass
@@ -21,6 +21,11 @@ class Sequence:
     width, height: source frame size in pixels (horizontal flips mirror around ``width``).
     split: ``"train"``, ``"val"``, ``"test"`` or None when the dataset does not say.
     frames: RGB source for the ``rgb+pose`` modality, a folder of ``NNNNNN.jpg`` or a video file.
+    points3d: ``(T, J, 4)`` x, y, z in metres (camera space: x right, y up, z away from the camera)
+        and confidence, for 3-D skeleton datasets; training renders them from random virtual
+        cameras (:mod:`train.camera`), and ``keypoints`` is their view from the recording camera.
+    subject: who performs it (as the dataset names subjects), for cross-subject splits.
+    source: the dataset it comes from, when several are trained together (per-source metrics).
     """
 
     name: str
@@ -32,6 +37,9 @@ class Sequence:
     height: float
     split: str | None = None
     frames: Path | None = None
+    points3d: np.ndarray | None = None
+    subject: str | None = None
+    source: str | None = None
 
     @property
     def num_frames(self) -> int:
@@ -62,6 +70,19 @@ def stratified_split(sequences: list[Sequence], fraction: float, seed: int) -> t
         held += [members[i] for i in order[:count]]
         kept += [members[i] for i in order[count:]]
     return kept, held
+
+
+def subject_split(sequences: list[Sequence], val_subjects: list) -> tuple[list[Sequence], list[Sequence]]:
+    """(train, val): validation = the sequences of ``val_subjects`` (cross-subject, never by clip)."""
+    held = {str(s) for s in val_subjects}
+    unnamed = [s.name for s in sequences if s.subject is None]
+    if unnamed:
+        raise InvalidInputError(f"val_subjects needs subjects, but e.g. {unnamed[0]} has none")
+    unknown = sorted(held - {s.subject for s in sequences})
+    if unknown:
+        raise InvalidInputError(f"validation subject(s) {', '.join(unknown)} not in the data; subjects: "
+                                f"{', '.join(sorted({s.subject for s in sequences}))}")
+    return [s for s in sequences if s.subject not in held], [s for s in sequences if s.subject in held]
 
 
 def require_dir(path: str | Path, what: str) -> Path:

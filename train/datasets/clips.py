@@ -5,7 +5,9 @@ main person followed) and cached in the project's cache folder,
 ``cache_dir("poses", <root name>-<hash of its absolute path>)/<class>/<clip>.npz`` (the star-har
 ``.npz`` skeleton format, MediaPipe's 33 joints), or in ``pose_cache`` when given: never next to
 the data, which may be read-only. Extraction is resumable: cached clips are not read again, and a clip that cannot be decoded or shows nobody is recorded as
-``<clip>.skip`` with the reason, counted, reported and skipped, never a crash.
+``<clip>.skip`` with the reason, counted, reported and skipped, never a crash. The first
+``_``-separated field of a clip's name is its subject (``S001_...`` in BIISC), for
+cross-subject splits (``data.val_subjects``).
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def load_clip_folder(root: str | Path, pose_model: str | None = None,
         if target.is_file():
             seq = load_npz(target)
             seq.name, seq.label, seq.frames = str(clip.relative_to(root)), clip.parent.name, clip
+            seq.subject = clip.stem.split("_")[0]
             sequences.append(seq)
         else:
             skipped.append(f"{clip.relative_to(root)} ({target.with_suffix('.skip').read_text().strip()})")

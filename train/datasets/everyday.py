@@ -1,0 +1,56 @@
+"""Several datasets trained as one: ``data.kind: everyday``.
+
+``data.sources`` maps a source name to that dataset's own ``data`` section (``kind``, ``root``,
+``val_subjects``, ``dims``, ``pose_model`` ...; window sampling stays in the top section). Each
+source is split by subject (``val_subjects``), never by clip, so validation measures people the
+model has not seen. ``data.merge`` maps one class of the shared vocabulary to the source classes
+that mean the same thing (``wave: [wave_hand, wave, high_arm_wave]``); classes not listed keep
+their names, and identical names from two sources are one class anyway. Classes listed in
+``data.background`` are trained as the single :data:`~model.openset.BACKGROUND` class: actions
+outside the vocabulary that the model should learn to answer "none of mine" to.
+Every sequence records its ``source``, for per-source metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from star_har.errors import InvalidInputError
+from star_har.model.openset import BACKGROUND
+from star_har.train.datasets.base import Sequence, subject_split
+
+
+def merge_map(merge: dict[str, list[str]] | None) -> dict[str, str]:
+    """Source class -> vocabulary class, from a ``data.merge`` table."""
+    rename: dict[str, str] = {}
+    for target, members in (merge or {}).items():
+        for member in members:
+            if rename.get(member, target) != target:
+                raise InvalidInputError(f"class {member!r} is merged into both {rename[member]!r} and {target!r}")
+            rename[member] = target
+    return rename
+
+
+def load_everyday(data: dict[str, Any]) -> list[Sequence]:
+    """The sequences of every source, relabelled into one vocabulary, each with ``split`` set."""
+    from star_har.train.datasets import load_sequences
+
+    sources = data.get("sources")
+    if not sources:
+        raise InvalidInputError("data.kind everyday needs data.sources: {name: {kind, root, val_subjects}}")
+    rename = merge_map(data.get("merge"))
+    background = set(data.get("background") or ())
+    sequences: list[Sequence] = []
+    for name, source in sources.items():
+        options = {**data, "kind": None, "sources": None, **source}  # a source's own section
+        if not options.get("root") or options.get("kind") in (None, "everyday"):
+            raise InvalidInputError(f"data.sources.{name} needs a root and a dataset kind other than everyday")
+        loaded = load_sequences(options, options["root"])
+        train, val = subject_split(loaded, options["val_subjects"]) if options.get("val_subjects") else (loaded, [])
+        for split, members in (("train", train), ("val", val)):
+            for seq in members:
+                label = rename.get(seq.label, seq.label)
+                seq.label = BACKGROUND if label in background else label
+                seq.split, seq.source = split, name
+        sequences += loaded
+    return sequences
