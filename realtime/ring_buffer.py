@@ -7,9 +7,10 @@ buffer takes the frame whose timestamp is nearest. A window is emitted once the 
 enough history (its first instant is not older than the oldest frame), then every ``hop``
 stream frames.
 
-Images are kept (resized to the model's input size, and normalised when a window is cut) only
-for models that take RGB; keypoints are then rescaled to the resized frame. Pose-only models get
-keypoints in the pixels of the original frame.
+Images are kept only for models that take RGB, as the working copies of :mod:`model.crop`; when
+a window is cut it gets the person-centred crop training used (:func:`model.crop.person_crop`:
+one box from the window's joints, resized to the model's input size, normalised) and keypoints in
+the crop's pixels. Pose-only models get keypoints in the pixels of the original frame.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from star_har.errors import InvalidInputError
 from star_har.model import TemporalSampling
-from star_har.model.backbone import normalize_video
+from star_har.model.crop import person_crop, working_frame
 from star_har.realtime.capture import Frame
 
 
@@ -46,10 +46,11 @@ class FrameRange:
 class Window(FrameRange):
     """T frames for the model.
 
-    frames: ``(3, T, H, W)`` float32 RGB normalised with the Kinetics mean / std, or None for
-        pose-only models.
+    frames: ``(3, T, H, W)`` float32 RGB, the person-centred crop normalised with the Kinetics
+        mean / std, or None for pose-only models.
     keypoints: ``(T, J, 3)`` float32, x, y in pixels of ``frames`` (of the captured frames when
-        ``frames`` is None), confidence in [0, 1]; zeros where nobody was found.
+        ``frames`` is None), confidence in [0, 1]; zeros where nobody was found (mapped into the
+        crop with the other joints when ``frames`` is given).
     person_found: ``(T,)`` bool. frame_indices: ``(T,)`` stream indices (may repeat when the
         stream is slower than the window's rate). timestamps: ``(T,)`` stream seconds.
     captured_at: ``perf_counter`` when the window's last frame was captured.
@@ -84,7 +85,7 @@ class RingBuffer:
     """Fixed-capacity buffer of recent frames that cuts :class:`Window` s.
 
     sampling: the checkpoint's temporal sampling. hop: stream frames between two windows.
-    needs_frames: keep images for an RGB model, resized to ``input_size`` (H, W).
+    needs_frames: keep images for an RGB model, cropped around the person to ``input_size`` (H, W).
     capacity: entries kept; by default enough for one window at ``max_fps`` frames per second.
     """
 
@@ -121,10 +122,7 @@ class RingBuffer:
         keypoints = np.asarray(keypoints, dtype=np.float32)
         image = None
         if self.needs_frames:
-            height, width = self.input_size
-            image = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
-            scale = np.array([width / frame.image.shape[1], height / frame.image.shape[0], 1.0], np.float32)
-            keypoints = keypoints * scale
+            image, keypoints = working_frame(frame.image, keypoints, self.input_size)
         self._entries.append(_Entry(frame.index, frame.timestamp, frame.captured_at, keypoints,
                                     person_found, image))
         if self._last_emit is not None and frame.index - self._last_emit < self.hop:
@@ -153,12 +151,12 @@ class RingBuffer:
         if positions is None:
             return None
         picked = [entries[p] for p in positions]
-        frames = None
+        frames, keypoints = None, np.stack([e.keypoints for e in picked])
         if self.needs_frames:
-            frames = normalize_video(np.stack([e.image for e in picked])[..., ::-1])  # BGR -> RGB
+            frames, keypoints = person_crop(np.stack([e.image for e in picked]), keypoints, self.input_size)
         return Window(
             frames=frames,
-            keypoints=np.stack([e.keypoints for e in picked]),
+            keypoints=keypoints,
             person_found=np.array([e.person_found for e in picked]),
             frame_indices=np.array([e.index for e in picked], dtype=np.int64),
             timestamps=np.array([e.timestamp for e in picked]),

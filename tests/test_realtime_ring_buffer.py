@@ -7,6 +7,7 @@ import pytest
 
 from star_har.model import TemporalSampling
 from star_har.model.backbone import KINETICS_MEAN, KINETICS_STD
+from star_har.model.crop import person_crop
 from star_har.realtime.capture import Frame
 from star_har.realtime.ring_buffer import RingBuffer
 
@@ -58,7 +59,7 @@ def test_slow_stream_repeats_frames_instead_of_stretching_time():
     assert len(set(window.frame_indices.tolist())) < 16  # nearest frames repeat
 
 
-def test_rgb_windows_are_resized_normalised_and_keypoints_rescaled():
+def test_rgb_windows_are_the_person_crop_normalised_with_keypoints_in_its_pixels():
     ring = RingBuffer(SAMPLING, hop=4, needs_frames=True, input_size=(32, 16))
     windows = []
     for i in range(60):
@@ -71,11 +72,13 @@ def test_rgb_windows_are_resized_normalised_and_keypoints_rescaled():
     assert window.frames.shape == (3, 16, 32, 16) and window.frames.dtype == np.float32
     expected = [(1.0 - KINETICS_MEAN[0]) / KINETICS_STD[0], -KINETICS_MEAN[1] / KINETICS_STD[1],
                 -KINETICS_MEAN[2] / KINETICS_STD[2]]
-    np.testing.assert_allclose(window.frames[:, 0, 0, 0], expected, rtol=1e-5)
-    # x scaled by 16/64, y by 32/48, confidence untouched
-    idx = window.frame_indices
-    np.testing.assert_allclose(window.keypoints[:, 0, 0], idx * 16 / 64, rtol=1e-6)
-    np.testing.assert_allclose(window.keypoints[:, 0, 1], 2 * idx * 32 / 48, rtol=1e-6)
+    np.testing.assert_allclose(window.frames[:, 0, 16, 8], expected, rtol=1e-5)  # RGB order
+    # one crop for the whole window (model.crop), keypoints mapped into it, confidence untouched
+    red = np.zeros((16, 48, 64, 3), np.uint8)
+    red[..., 2] = 255
+    frames, kps = person_crop(red, np.stack([keypoints(i) for i in window.frame_indices]), (32, 16))
+    np.testing.assert_array_equal(window.frames, frames)
+    np.testing.assert_array_equal(window.keypoints, kps)
     np.testing.assert_array_equal(window.keypoints[:, 0, 2], 1.0)
 
 

@@ -2,8 +2,8 @@
 
 Each item is a dict: ``keypoints`` ``(F, J, 3)`` float32 in the model's joint layout, ``label``
 (int), ``sequence`` (index of its sequence, for multi-window averaging) and, for the ``rgb+pose``
-modality, ``frames`` ``(3, F, S, S)`` normalised with the Kinetics mean/std (keypoints are then in
-pixels of those S x S frames).
+modality, ``frames`` ``(3, F, S, S)``: the person-centred crop of :mod:`model.crop` (the one the
+live ring buffer uses), normalised with the Kinetics mean/std; keypoints are then in its pixels.
 
 Randomness is drawn from a generator seeded by (seed, epoch, item), so an epoch's windows do not
 depend on worker count, process rank or whether training was resumed.
@@ -20,15 +20,17 @@ from torch.utils.data import Dataset
 
 from star_har.errors import InvalidInputError
 from star_har.model import TemporalSampling, convert_keypoints
-from star_har.model.backbone import normalize_video
+from star_har.model.crop import person_crop, working_frame
 from star_har.train.augment import AugmentConfig, augment_keypoints
-from star_har.train.camera import CameraRanges, render_window
 from star_har.train.datasets.base import Sequence
 from star_har.train.sampling import evaluation_windows, random_window
 
+# Training crops: the paper's random crops, here around the person (box scale and shift +- 10 %).
+CROP_JITTER = 0.1
 
-def read_frames(source: Path, indices: np.ndarray, size: int) -> np.ndarray:
-    """RGB frames ``(F, size, size, 3)`` uint8 at ``indices`` from a folder of images or a video."""
+
+def read_frames(source: Path, indices: np.ndarray) -> list[np.ndarray]:
+    """BGR frames ``(H, W, 3)`` uint8 at ``indices`` (repeats allowed) from a folder of images or a video."""
     wanted = sorted(set(int(i) for i in indices))
     images: dict[int, np.ndarray] = {}
     if source.is_dir():
@@ -51,8 +53,7 @@ def read_frames(source: Path, indices: np.ndarray, size: int) -> np.ndarray:
                 raise InvalidInputError(f"unreadable video {source}")
             images[i] = last
         capture.release()
-    resized = [cv2.resize(images[int(i)], (size, size), interpolation=cv2.INTER_AREA) for i in indices]
-    return np.stack(resized)[..., ::-1]  # BGR -> RGB
+    return [images[int(i)] for i in indices]
 
 
 class WindowDataset(Dataset):
@@ -68,14 +69,12 @@ class WindowDataset(Dataset):
             item is one random window of sequence ``index % len(sequences)``).
         repeats: training items per sequence and epoch.
         modality: ``"pose"`` or ``"rgb+pose"`` (then sequences must have ``frames``).
-        cameras: where the random virtual cameras that render training windows of 3-D sequences
-            (``points3d``) stand; evaluation keeps the recording camera's view.
     """
 
     def __init__(self, sequences: list[Sequence], class_names: list[str], layout: str,
                  sampling: TemporalSampling, augment: AugmentConfig | None = None,
                  windows_per_sequence: int = 1, repeats: int = 1, modality: str = "pose",
-                 image_size: int = 112, seed: int = 0, cameras: CameraRanges = CameraRanges()) -> None:
+                 image_size: int = 112, seed: int = 0) -> None:
         index = {name: i for i, name in enumerate(class_names)}
         unknown = sorted({s.label for s in sequences} - set(index))
         if unknown:
@@ -87,9 +86,6 @@ class WindowDataset(Dataset):
                                  f"(e.g. {missing[0]})")
         self.sequences = sequences
         self.keypoints = [convert_keypoints(s.keypoints, s.layout, layout) for s in sequences]
-        self.points3d = [None if s.points3d is None else convert_keypoints(s.points3d, s.layout, layout)
-                         for s in sequences]
-        self.cameras = cameras
         self.labels = [index[s.label] for s in sequences]
         self.layout, self.sampling, self.augment = layout, sampling, augment
         self.modality, self.image_size, self.seed = modality, image_size, seed
@@ -118,16 +114,14 @@ class WindowDataset(Dataset):
         keypoints = self.keypoints[seq_index][indices]
         out = {"label": torch.tensor(self.labels[seq_index]), "sequence": torch.tensor(seq_index)}
         if self.modality == "rgb+pose":
-            frames = read_frames(seq.frames, indices, self.image_size)
+            size = (self.image_size, self.image_size)
+            work = [working_frame(image, kp, size) for image, kp in zip(read_frames(seq.frames, indices), keypoints)]
+            video, keypoints = person_crop(np.stack([w[0] for w in work]), np.stack([w[1] for w in work]), size,
+                                           CROP_JITTER if rng is not None else 0.0, rng)
             if flip:
-                frames = frames[:, :, ::-1]
-            out["frames"] = torch.from_numpy(normalize_video(frames))
-            keypoints = keypoints * np.array([self.image_size / seq.width, self.image_size / seq.height, 1],
-                                             dtype=np.float32)
+                video = video[..., ::-1]
+            out["frames"] = torch.from_numpy(np.ascontiguousarray(video))
             width = float(self.image_size)
-        elif rng is not None and self.points3d[seq_index] is not None:
-            camera = self.cameras.sample(rng)
-            keypoints, width = render_window(self.points3d[seq_index][indices], camera), camera.width
         else:
             width = seq.width
         if rng is not None:

@@ -1,0 +1,123 @@
+"""The RGB stream's person-centred crop: its maths, and the same crop for training and live windows."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from star_har.model import TemporalSampling
+from star_har.model.backbone import KINETICS_MEAN, KINETICS_STD
+from star_har.model.crop import (
+    CROP_MARGIN,
+    MIN_BOX_FRACTION,
+    WORKING_FACTOR,
+    crop_window,
+    person_box,
+    person_crop,
+    working_frame,
+)
+from star_har.realtime.capture import Frame
+from star_har.realtime.ring_buffer import RingBuffer
+from star_har.train.datasets.base import Sequence
+from star_har.train.windows import WindowDataset
+
+
+def person(x0: float, y0: float, x1: float, y1: float, frames: int = 4, joints: int = 13) -> np.ndarray:
+    """Keypoints ``(T, J, 3)`` spread over the box (x0, y0)-(x1, y1), corners included."""
+    rng = np.random.default_rng(0)
+    kps = np.ones((frames, joints, 3), np.float32)
+    kps[..., 0] = rng.uniform(x0, x1, (frames, joints))
+    kps[..., 1] = rng.uniform(y0, y1, (frames, joints))
+    kps[0, 0, :2], kps[-1, 1, :2] = (x0, y0), (x1, y1)
+    return kps
+
+
+def test_one_box_per_window_around_all_visible_joints_with_margin():
+    kps = person(200, 100, 240, 190)  # 40 x 90 px person in a 480 x 640 frame
+    kps[2, 5] = (5.0, 5.0, 0.1)       # a low-confidence joint does not shape the box
+    x0, y0, width, height = person_box(kps, (480, 640), (112, 112))
+    assert width == height == round(90 * (1 + 2 * CROP_MARGIN))
+    assert (x0 + width / 2, y0 + height / 2) == pytest.approx((220, 145), abs=0.5)
+    # the box takes the model's aspect ratio (W / H = 2 here) and keeps the person's extent
+    x0, y0, width, height = person_box(kps, (480, 640), (64, 128))
+    assert width == 2 * height and height >= 90 * (1 + 2 * CROP_MARGIN) - 1
+
+
+def test_box_is_shifted_inside_the_frame_padded_when_larger_and_has_fallbacks():
+    assert person_box(person(0, 0, 30, 60), (480, 640), (112, 112))[:2] == (0, 0)       # shifted in
+    assert person_box(person(600, 400, 639, 479), (480, 640), (112, 112))[:2] == (640 - 120, 480 - 120)
+    x0, y0, width, height = person_box(person(0, 0, 639, 479), (480, 640), (112, 112))  # larger: centred
+    assert width == height == round(639 * (1 + 2 * CROP_MARGIN)) and x0 < 0 and y0 < 0
+    assert x0 + width / 2 == pytest.approx(320, abs=1) and y0 + height / 2 == pytest.approx(240, abs=1)
+    assert person_box(person(100, 100, 101, 101), (480, 640), (112, 112))[3] == MIN_BOX_FRACTION * 480
+    nobody = np.zeros((4, 13, 3), np.float32)
+    assert person_box(nobody, (480, 640), (112, 112)) == (0, -80, 640, 640)  # whole frame, letterboxed
+
+
+def test_training_jitter_is_random_but_bounded():
+    kps = person(200, 100, 240, 190)
+    base = person_box(kps, (480, 640), (112, 112))
+    boxes = [person_box(kps, (480, 640), (112, 112), 0.1, np.random.default_rng(i)) for i in range(20)]
+    assert len(set(boxes)) > 10
+    for x0, y0, width, height in boxes:
+        assert 0.9 * base[3] - 1 <= height <= 1.1 * base[3] + 1
+        assert abs(x0 + width / 2 - 220) <= 0.1 * width + 0.1 * base[2] + 1
+        assert abs(y0 + height / 2 - 145) <= 0.1 * height + 0.1 * base[3] + 1
+
+
+def test_crop_maps_keypoints_onto_their_pixels_and_pads_with_the_mean_colour():
+    frames = np.zeros((2, 120, 160, 3), np.uint8)
+    frames[:, 30:34, 100:104] = 255  # a white dot centred on (101.5, 31.5)
+    kps = np.array([[[101.5, 31.5, 1.0]], [[101.5, 31.5, 0.0]]], np.float32)
+    video, mapped = crop_window(frames, kps, (32, 32), (90, 10, 40, 40))  # 40 px box -> 32 px
+    assert video.shape == (3, 2, 32, 32) and video.dtype == np.float32
+    x, y = mapped[0, 0, :2]
+    assert (x, y) == pytest.approx(((101.5 - 90) * 0.8, (31.5 - 10) * 0.8))
+    assert video[:, 0, int(y), int(x)].min() > 1.5               # white there
+    np.testing.assert_array_equal(mapped[..., 2], kps[..., 2])   # confidence kept
+    padded, _ = crop_window(frames, kps, (32, 32), (-40, -40, 80, 80))
+    assert np.abs(padded[:, :, :8, :8]).max() < 0.02             # padding normalises to ~0
+    black = -np.array(KINETICS_MEAN) / np.array(KINETICS_STD)
+    np.testing.assert_allclose(padded[:, 0, 31, 31], black, rtol=1e-5)
+
+
+def test_working_copies_bound_the_frame_size_and_carry_the_keypoints():
+    image = np.zeros((1080, 1920, 3), np.uint8)
+    kps = np.array([[960.0, 540.0, 0.9]], np.float32)
+    small, moved = working_frame(image, kps, (112, 112))
+    assert small.shape == (WORKING_FACTOR * 112, 597, 3)
+    assert moved[0] == pytest.approx([960 * 597 / 1920, 540 * 336 / 1080, 0.9])
+    same, kept = working_frame(small, moved, (112, 112))
+    assert same is small and kept is moved
+
+
+def test_training_windows_and_the_ring_buffer_give_the_same_tensors(tmp_path):
+    """Same frames + keypoints in -> the same model input out, in training and live."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    num_frames, fps = 40, 30.0
+    images = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(num_frames)]
+    for i, image in enumerate(images):
+        cv2.imwrite(str(folder / f"{i + 1:06d}.png"), image)
+    centre = np.array([150.0, 140.0]) + np.arange(num_frames)[:, None] * np.array([2.0, 0.5])  # walks right
+    kps = np.ones((num_frames, 13, 3), np.float32)
+    kps[..., :2] = centre[:, None] + rng.uniform(-30, 30, (num_frames, 13, 2))
+    kps[:, 3, 2] = 0.0  # one invisible joint
+    sampling = TemporalSampling(8, 0.8)  # a frame every 0.1 s = every 3rd source frame
+    seq = Sequence("clip", "wave", kps, "penn13", fps, 320.0, 240.0, frames=folder)
+    dataset = WindowDataset([seq], ["wave"], "penn13", sampling, None, modality="rgb+pose", image_size=48)
+    item = dataset[0]
+    indices = dataset.windows[0][1]
+
+    ring = RingBuffer(sampling, hop=1, needs_frames=True, input_size=(48, 48))
+    windows = [ring.push(Frame(i, i / fps, cv2.imread(str(folder / f"{i + 1:06d}.png")), 0.0), kps[i], True)
+               for i in range(indices[-1] + 1)]
+    live = windows[-1]
+    np.testing.assert_array_equal(live.frame_indices, indices)
+    np.testing.assert_array_equal(live.frames, item["frames"].numpy())
+    np.testing.assert_array_equal(live.keypoints, item["keypoints"].numpy())
+    # and it is the person crop, not the whole frame resized
+    whole, _ = person_crop(np.stack([images[i] for i in indices]), np.zeros((8, 13, 3), np.float32), (48, 48))
+    assert not np.allclose(live.frames, whole)
