@@ -4,11 +4,15 @@
 into a :class:`FrameSource`; :class:`CaptureThread` reads it into a bounded queue of
 :class:`Frame` and ends the stream with ``None``.
 
-* Live sources (cameras, URLs) keep only the newest frames: when the consumer falls behind the
+* Live sources (cameras, streams) keep only the newest frames: when the consumer falls behind the
   oldest queued frames are dropped and counted. A live source that fails is reopened with
   exponential back-off, and the state is reported through :class:`~realtime.metrics.Metrics`.
+  The back-off only resets once a frame arrives, so a source that opens but delivers nothing (an
+  mp4 from a server without HTTP Range support) is retried ever more slowly, then given up with a
+  clear message.
 * Files and folders deliver every frame, as fast as the consumer takes them or paced to their
-  frame rate (``pace=True``, to replay a recording as if it were live).
+  frame rate (``pace=True``, to replay a recording as if it were live). A URL that reports a frame
+  count is a finite video, played like a file: its end is the end, not a lost connection.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from star_har.errors import MissingFileError
+from star_har.realtime.config import DEFAULT_FPS
 from star_har.realtime.metrics import Metrics
 from star_har.realtime.queues import put_blocking, put_latest
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-DEFAULT_FPS = 30.0
 STREAM_TIMEOUT_MS = 5000  # network streams: opening or reading longer than this counts as a failure
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
@@ -49,7 +54,7 @@ def _quiet_opencv():
         logging_api.setLogLevel(level)
 
 
-class SourceError(FileNotFoundError):
+class SourceError(MissingFileError):
     """A source cannot be opened (one-line message such as ``camera 3 not found``)."""
 
 
@@ -99,7 +104,8 @@ class VideoSource(FrameSource):
 
     def __init__(self, target: int | str) -> None:
         self.target = target
-        self.live = isinstance(target, int) or bool(_URL.match(str(target)))
+        self.url = isinstance(target, str) and bool(_URL.match(target))
+        self.live = isinstance(target, int) or self.url
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
         self._capture: cv2.VideoCapture | None = None
         self._fps: float | None = None
@@ -107,7 +113,7 @@ class VideoSource(FrameSource):
     def open(self) -> None:
         self.close()
         with _quiet_opencv():
-            if isinstance(self.target, str) and self.live:  # a stalled stream must fail, not hang
+            if self.url:  # a stalled stream must fail, not hang
                 capture = cv2.VideoCapture(self.target, cv2.CAP_ANY, [
                     cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
@@ -119,6 +125,8 @@ class VideoSource(FrameSource):
                 raise SourceError(f"camera {self.target} not found")
             kind = "stream" if self.live else "video"
             raise SourceError(f"cannot open {kind}: {self.target}")
+        if self.url and capture.get(cv2.CAP_PROP_FRAME_COUNT) > 0:  # a video file served over HTTP
+            self.live = False
         if self.live:  # no backlog inside the driver: the newest frame is the one we want
             capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._capture = capture
@@ -197,7 +205,13 @@ def open_source(spec: str | int, fps: float | None = None) -> FrameSource:
         else:
             raise SourceError(f"video not found: {text}")
     source.open()
-    source.close()
+    try:
+        if isinstance(source, VideoSource) and not isinstance(source.target, int) and source.read() is None:
+            # cameras may take a while to deliver; a file or stream that opens must also play
+            raise SourceError(f"{'stream' if source.url else 'video'} opens but delivers no frame "
+                              f"(damaged, unsupported codec, or a server without HTTP Range support): {text}")
+    finally:
+        source.close()
     return source
 
 
@@ -206,11 +220,13 @@ class RetryPolicy:
     """Back-off for reopening a failed live source: ``initial`` s doubling up to ``max_delay``.
 
     max_attempts: reopen attempts in a row before giving up (None: keep trying until stopped).
+    max_empty_opens: reopens in a row that succeed but deliver no frame before giving up.
     """
 
     initial: float = 0.5
     max_delay: float = 5.0
     max_attempts: int | None = None
+    max_empty_opens: int = 5
 
     def delays(self):
         delay, attempt = self.initial, 0
@@ -236,6 +252,8 @@ class CaptureThread(threading.Thread):
         self.pace, self.max_frames, self.retry = pace, max_frames, retry
         self.stop_event = threading.Event()
         self.error: str | None = None
+        self._delays = None  # the back-off in progress; reset once a frame arrives
+        self._attempt = 0
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -257,15 +275,22 @@ class CaptureThread(threading.Thread):
         fps = self.source.fps or DEFAULT_FPS
         start = time.perf_counter()
         index = 0
+        empty_opens = 0
         while not self.stop_event.is_set() and (self.max_frames is None or index < self.max_frames):
             image = self.source.read()
             if image is None:
                 if not self.source.live:
                     self.metrics.set_status("ended")
                     return
+                empty_opens = empty_opens + 1 if self._delays is not None else 0
+                if empty_opens >= self.retry.max_empty_opens:
+                    self._fail(f"{self.source.name} opens but delivers no frame ({empty_opens} reopens; "
+                               "a server without HTTP Range support, or a damaged stream)")
+                    return
                 if not self._reconnect():
                     return
                 continue
+            self._delays, self._attempt = None, 0
             now = time.perf_counter()
             timestamp = now - start if self.source.live else index / fps
             if self.pace and not self.source.live and timestamp > now - start:
@@ -284,21 +309,39 @@ class CaptureThread(threading.Thread):
             put_blocking(self.out, frame, self.stop_event)
 
     def _reconnect(self) -> bool:
-        """Reopen a live source with back-off; False when it stays down (or we are stopping)."""
-        log.warning("%s stopped delivering frames; reconnecting", self.source.name)
-        for attempt, delay in enumerate(self.retry.delays(), start=1):
-            self.metrics.set_status("reconnecting", f"{self.source.name} lost, retry {attempt} in {delay:.1f} s")
-            if self.stop_event.wait(delay):
+        """Reopen a live source with back-off; False when it stays down (or we are stopping).
+
+        The back-off continues where it was until a frame arrives (see :meth:`_run`)."""
+        if self._delays is None:
+            log.warning("%s stopped delivering frames; reconnecting", self.source.name)
+            self._delays = self.retry.delays()
+        for delay in self._delays:
+            self._attempt += 1
+            if not self._wait_counting_down(delay):
                 return False
             try:
                 self.source.open()
             except SourceError as exc:
-                log.info("reconnect attempt %d failed: %s", attempt, exc)
+                log.info("reconnect attempt %d failed: %s", self._attempt, exc)
                 continue
-            log.info("%s reconnected after %d attempt(s)", self.source.name, attempt)
+            log.info("%s reopened (attempt %d)", self.source.name, self._attempt)
             self.metrics.increment("reconnects")
             self.metrics.set_status("running")
             return True
-        self.error = f"{self.source.name} lost and could not be reopened"
-        self.metrics.set_status("failed", self.error)
+        self._fail(f"{self.source.name} lost and could not be reopened ({self._attempt} attempts)")
         return False
+
+    def _wait_counting_down(self, delay: float) -> bool:
+        """Wait ``delay`` s, keeping the status message's countdown current; False when stopped."""
+        deadline = time.perf_counter() + delay
+        while (left := deadline - time.perf_counter()) > 0:
+            self.metrics.set_status("reconnecting",
+                                    f"{self.source.name} lost, retry {self._attempt} in {left:.1f} s")
+            if self.stop_event.wait(min(left, 0.1)):
+                return False
+        self.metrics.set_status("reconnecting", f"{self.source.name} lost, retry {self._attempt}: opening")
+        return True
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.metrics.set_status("failed", message)

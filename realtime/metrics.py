@@ -60,7 +60,8 @@ class MetricsSnapshot:
 
 
 class _Rate:
-    """Events per second over the latest ``size`` events."""
+    """Events per second over the latest ``size`` events; a silence longer than two usual gaps
+    counts too, so the rate falls while a camera is gone instead of freezing at its last value."""
 
     def __init__(self, size: int) -> None:
         self.times: deque[float] = deque(maxlen=size)
@@ -68,10 +69,13 @@ class _Rate:
     def tick(self, when: float) -> None:
         self.times.append(when)
 
-    def value(self) -> float:
+    def value(self, now: float) -> float:
         if len(self.times) < 2 or self.times[-1] <= self.times[0]:
             return 0.0
-        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+        span = self.times[-1] - self.times[0]
+        if now - self.times[-1] > 2 * span / (len(self.times) - 1):
+            span = now - self.times[0]
+        return (len(self.times) - 1) / span
 
 
 class Metrics:
@@ -126,11 +130,12 @@ class Metrics:
         return self._status
 
     def snapshot(self) -> MetricsSnapshot:
+        now = time.perf_counter()
         with self._lock:
             means = {name: float(np.mean(list(islice(reversed(values), self.recent)))) if values
                      else float("nan") for name, values in self._timings.items()}
             return MetricsSnapshot(
-                capture_fps=self._capture_rate.value(), processing_fps=self._processing_rate.value(),
+                capture_fps=self._capture_rate.value(now), processing_fps=self._processing_rate.value(now),
                 **self._counts, **means,
                 queue_depths={name: q.qsize() for name, q in self._queues.items()},
                 source_status=self._status, message=self._message)
