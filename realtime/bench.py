@@ -31,6 +31,7 @@ from star_har.errors import InvalidInputError
 from star_har.model import TemporalSampling, build_model, list_models, load_checkpoint
 from star_har.model.checkpoint import Checkpoint
 from star_har.realtime import DEFAULT_CHECKPOINT
+from star_har.realtime.config import PipelineConfig
 from star_har.realtime.engines import EngineUnavailable, ModelSpec, available_engines, create_engine, resolve_device
 
 log = logging.getLogger(__name__)
@@ -40,22 +41,25 @@ PENN_CLASSES = 15
 
 @dataclass(frozen=True)
 class BenchModel:
-    """A model configuration to benchmark: ``build_model(model_name, 15, **config)`` at ``input_size``."""
+    """A model configuration to benchmark: ``build_model(model_name, 15, **config)`` at ``input_size``;
+    ``config`` None means the shipped checkpoint's own (read from the file, so the sizes cannot drift)."""
 
     key: str
     model_name: str
-    config: dict[str, Any]
+    config: dict[str, Any] | None
     input_size: int | None
 
     def checkpoint(self, frames_per_window: int) -> tuple[Checkpoint, str]:
-        """(checkpoint, where its weights come from): the shipped one for STAR pose when present,
-        else random weights (the architecture's defaults)."""
-        if self.key == "star-pose" and DEFAULT_CHECKPOINT.is_file():
-            checkpoint = load_checkpoint(DEFAULT_CHECKPOINT)
-            if checkpoint.sampling.frames_per_window == frames_per_window:
-                return checkpoint, DEFAULT_CHECKPOINT.name
+        """(checkpoint, where its weights come from): the shipped one, or random weights (latency
+        does not depend on them) for other configurations and other window lengths."""
+        config = self.config
+        if config is None:
+            shipped = load_checkpoint(DEFAULT_CHECKPOINT)
+            if shipped.sampling.frames_per_window == frames_per_window:
+                return shipped, DEFAULT_CHECKPOINT.name
+            config = shipped.hparams
         torch.manual_seed(0)
-        net = build_model(self.model_name, PENN_CLASSES, **self.config)
+        net = build_model(self.model_name, PENN_CLASSES, **config)
         hparams = dict(net.hparams)
         hparams.pop("num_classes")
         meta = {"input_size": [self.input_size, self.input_size]} if self.input_size else {}
@@ -65,8 +69,8 @@ class BenchModel:
 
 
 MODELS = (
-    # the shipped checkpoint's size (configs/star_pose_penn.yaml), then the architecture defaults
-    BenchModel("star-pose", "star", {"modality": "pose", "dim": 64, "depth": 2, "num_heads": 4}, None),
+    # the shipped checkpoint (its own size), then the architecture defaults
+    BenchModel("star-pose", "star", None, None),
     BenchModel("star-pose256", "star", {"modality": "pose"}, None),
     BenchModel("star-rgb112", "star", {"modality": "rgb+pose"}, 112),
     BenchModel("star-rgb224", "star", {"modality": "rgb+pose"}, 224),
@@ -200,11 +204,11 @@ def bench_latency(models: list[BenchModel], device: str, fp16: bool, compile: bo
 
 
 def bench_pipeline(video: Path, checkpoint: Checkpoint, engine_name: str, device: str, fp16: bool,
-                   pose_model: str | None, cache_dir: Path, hop: int) -> PipelineRow:
+                   pose_model: str | None, cache_dir: Path, hop_seconds: float) -> PipelineRow:
     """Run the real-time pipeline over ``video`` as fast as possible (every frame, no pacing)."""
     import cv2
 
-    from star_har.realtime.pipeline import Pipeline, PipelineConfig
+    from star_har.realtime.pipeline import Pipeline
 
     capture = cv2.VideoCapture(str(video))
     fps, frame_count = capture.get(cv2.CAP_PROP_FPS) or 30.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -212,8 +216,8 @@ def bench_pipeline(video: Path, checkpoint: Checkpoint, engine_name: str, device
     engine = create_engine(checkpoint, engine_name, device, fp16=fp16, cache_dir=cache_dir)
     engine.warmup()
     delays: list[float] = []
-    config = PipelineConfig(source=str(video), engine=engine.name, device=device, fp16=fp16, hop=hop,
-                            pose_model=pose_model)
+    config = PipelineConfig(source=str(video), engine=engine.name, device=device, fp16=fp16,
+                            hop_seconds=hop_seconds, pose_model=pose_model)
     pipeline = Pipeline(config, engine=engine, checkpoint=checkpoint,
                         on_prediction=lambda prediction: delays.append(prediction.window_to_prediction_ms))
     start = time.perf_counter()
@@ -291,7 +295,8 @@ def render_markdown(report: BenchReport) -> str:
 def run_bench(models: list[str] | None = None, engines: list[str] | None = None, device: str = "auto",
               fp16: bool = False, compile: bool = False, repeats: int = 20, warmup: int = 3,
               frames_per_window: int = 16, threads: int | None = None, video: Path | None = None,
-              pose_model: str | None = None, hop: int = 8, cache_dir: Path | None = None) -> BenchReport:
+              pose_model: str | None = None, hop_seconds: float = PipelineConfig.default("hop_seconds"),
+              cache_dir: Path | None = None) -> BenchReport:
     """Run the benchmark (see the module doc) and return its report."""
     if threads:
         torch.set_num_threads(threads)
@@ -308,8 +313,8 @@ def run_bench(models: list[str] | None = None, engines: list[str] | None = None,
             for name, _ in engine_variants(device, engines, compile=False):
                 try:
                     report.pipeline.append(bench_pipeline(Path(video), checkpoint, name, device, fp16,
-                                                          pose_model, cache, hop))
+                                                          pose_model, cache, hop_seconds))
                 except (EngineUnavailable, ValueError) as exc:  # e.g. fp16 without ORT's TensorRT provider
                     report.notes.append(f"pipeline with {name}: {exc}")
-            report.notes.append(f"pipeline rows: star-pose ({weights}), hop {hop}")
+            report.notes.append(f"pipeline rows: star-pose ({weights}), a prediction every {hop_seconds:g} s")
     return report

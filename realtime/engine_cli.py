@@ -6,7 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
+from star_har.args import positive_int
 from star_har.errors import MissingFileError
+from star_har.realtime.engines.table import DEVICES, engine_names
+from star_har.realtime.options import add_pipeline_options
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +47,19 @@ def bench_command(args: argparse.Namespace) -> int:
     from star_har.realtime.bench import render_markdown, run_bench, write_report
     from star_har.realtime.engines import EngineUnavailable
 
-    if args.video is not None and not Path(args.video).is_file():
-        raise MissingFileError(f"video not found: {args.video}")
+    if args.video is not None:  # a bad video fails now, not after minutes of latency runs
+        from star_har.realtime.capture import open_source
+
+        if not Path(args.video).is_file():
+            raise MissingFileError(f"video not found: {args.video}")
+        open_source(args.video)
     models = args.models or (["star-pose", "star-rgb112"] if args.quick else None)
     repeats = min(args.repeats, 5) if args.quick else args.repeats
     try:
         report = run_bench(models=models, engines=args.engines, device=args.device, fp16=args.fp16,
                            compile=args.compile, repeats=repeats, warmup=args.warmup,
                            frames_per_window=args.frames, threads=args.threads, video=args.video,
-                           pose_model=args.pose_model, hop=args.hop, cache_dir=args.cache_dir)
+                           pose_model=args.pose_model, hop_seconds=args.hop_seconds, cache_dir=args.cache_dir)
     except EngineUnavailable as exc:
         raise UserError(str(exc)) from None
     print(render_markdown(report))
@@ -76,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--fp16", action="store_true", help="TensorRT: allow fp16 kernels")
     export.add_argument("--input-size", type=int, metavar="PIXELS",
                         help="RGB models: frame side (multiple of 16; default: the checkpoint's, else 112)")
-    export.add_argument("--max-batch", type=int, default=8, help="TensorRT: largest batch (default 8)")
+    export.add_argument("--max-batch", type=positive_int, default=8, help="TensorRT: largest batch (default 8)")
     export.set_defaults(handler=export_command)
 
     bench = subparsers.add_parser(
@@ -91,22 +98,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--models", nargs="+", metavar="MODEL",
                        help="configurations to run (default all registered: star-pose, star-pose256, "
                             "star-rgb112, star-rgb224, deformable112, deformable224)")
-    bench.add_argument("--engines", nargs="+", choices=("torch", "onnxruntime", "tensorrt"),
+    bench.add_argument("--engines", nargs="+", choices=engine_names(),
                        help="engines to run (default: all available on the device)")
-    bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
+    bench.add_argument("--device", default="auto", choices=DEVICES, help="default: cuda when available")
     bench.add_argument("--fp16", action="store_true", help="half precision (CUDA)")
     bench.add_argument("--compile", action="store_true", help="also time the torch engine under torch.compile")
-    bench.add_argument("--repeats", type=int, default=20, help="timed calls per engine (median reported)")
-    bench.add_argument("--warmup", type=int, default=3, help="untimed calls first")
-    bench.add_argument("--frames", type=int, default=16, help="frames per window (default 16)")
-    bench.add_argument("--threads", type=int,
+    bench.add_argument("--repeats", type=positive_int, default=20, help="timed calls per engine (median reported)")
+    bench.add_argument("--warmup", type=positive_int, default=3, help="untimed calls first")
+    bench.add_argument("--frames", type=positive_int, default=16, help="frames per window (default 16)")
+    bench.add_argument("--threads", type=positive_int,
                        help="CPU threads for torch and onnxruntime (default: each library's choice)")
     bench.add_argument("--quick", action="store_true",
                        help="star-pose and star-rgb112 only, at most 5 repeats")
     bench.add_argument("--video", help="also measure the whole pipeline on this video file")
-    bench.add_argument("--pose-model", help="MediaPipe pose_landmarker_full.task for --video "
-                                            "(default: $STAR_HAR_POSE_MODEL, the cache, or the download)")
-    bench.add_argument("--hop", type=int, default=8, help="pipeline: frames between predictions (default 8)")
+    add_pipeline_options(bench, "--pose-model", "--hop-seconds")
     bench.add_argument("--cache-dir", type=Path,
                        help="reuse ONNX exports / TensorRT engines from here (default: a fresh temporary "
                             "directory, so setup time includes the export)")

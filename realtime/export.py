@@ -173,22 +173,13 @@ def export_tensorrt(checkpoint: Checkpoint, spec: ModelSpec, path: str | os.Path
                     max_batch: int = 8) -> Path:
     """Build a serialized TensorRT engine at ``path`` (its ONNX graph is kept next to it as
     ``.onnx`` and the build record as ``.json``: which GPU and TensorRT version it is valid for)."""
-    from star_har.realtime.engines.tensorrt_engine import (
-        build_serialized_engine,
-        engine_record,
-        file_sha256,
-        gpu_identity,
-        import_tensorrt,
-        profile_shapes,
-    )
+    from star_har.realtime.engines.tensorrt_engine import build_engine, gpu_identity, import_tensorrt
 
     trt = import_tensorrt()
     gpu = gpu_identity()
     path = Path(path)
     onnx_path = export_checkpoint_onnx(checkpoint, spec, path.with_suffix(".onnx"))
-    profile = profile_shapes(spec, max_batch)
-    atomic_write(path, build_serialized_engine(trt, onnx_path, fp16, profile))
-    record = engine_record(file_sha256(onnx_path), gpu, trt.__version__, fp16, profile)
-    atomic_write(path.with_suffix(".json"), json.dumps(record, indent=1).encode())
+    record, write = build_engine(trt, onnx_path, spec, fp16, max_batch, gpu)
+    write(path, path.with_suffix(".json"))
     log.info("wrote TensorRT engine %s (%s, %s)", path, record["precision"], gpu["gpu_name"])
     return path

@@ -46,6 +46,7 @@ from star_har.errors import StarHarError
 from star_har.model import Checkpoint, load_checkpoint
 from star_har.realtime import DEFAULT_CHECKPOINT
 from star_har.realtime.capture import CaptureThread, Frame, FrameSource, open_source
+from star_har.realtime.config import PipelineConfig, hop_frames
 from star_har.realtime.metrics import Metrics, MetricsSnapshot
 from star_har.realtime.pose import PoseEstimator
 from star_har.realtime.postprocess import PostProcessor, Prediction
@@ -53,30 +54,6 @@ from star_har.realtime.queues import get_until_stopped, put_blocking, put_latest
 from star_har.realtime.ring_buffer import RingBuffer, Window
 
 log = logging.getLogger(__name__)
-
-@dataclass
-class PipelineConfig:
-    """Everything ``star-har run`` and the GUI can set (see ``star-har run --help``)."""
-
-    source: str | int = "0"
-    checkpoint: str | Path = DEFAULT_CHECKPOINT
-    engine: str = "auto"
-    device: str = "auto"
-    fp16: bool = False
-    hop: int = 9
-    threshold: float = 0.5
-    smoothing: float = 0.5
-    top_k: int = 3
-    min_person_fraction: float = 0.5
-    pose_model: str | Path | None = None
-    num_poses: int = 1
-    pose_every_frame: bool = False
-    realtime_pace: bool = False
-    max_frames: int | None = None
-    image_fps: float | None = None
-    frame_queue_size: int = 4
-    window_queue_size: int = 2
-
 
 @dataclass(frozen=True)
 class FrameUpdate:
@@ -102,6 +79,7 @@ class PoseSchedule:
 
     Anchoring the grid at window ends means that when ``hop`` spans a whole number of intervals
     (9 frames at 30 fps for 0.1 s intervals) every window instant falls on a frame pose ran on.
+    A step longer than the interval (a camera outage) starts a new grid at the frame after it.
     """
 
     def __init__(self, interval: float, every_frame: bool = False) -> None:
@@ -111,10 +89,11 @@ class PoseSchedule:
 
     def due(self, frame: Frame, ends_window: bool) -> bool:
         now = frame.timestamp
-        if self._next is None or self._previous is None or now < self._previous:  # start or restart
-            self._next, self._previous = now, now
+        step = None if self._previous is None else now - self._previous
+        if step is None or not 0 <= step <= self.interval:  # start, restart or a gap: a new grid from here
+            self._next, step = now, 0.0
         # this frame is the nearest to the grid point when the next one would be further from it
-        half_step = (now - self._previous) / 2
+        half_step = step / 2
         self._previous = now
         on_grid = now + half_step >= self._next - 1e-9
         if on_grid:
@@ -159,7 +138,8 @@ class Pipeline:
         self.windows: queue.Queue = queue.Queue(maxsize=config.window_queue_size)
         self.metrics.watch_queue("frames", self.frames)
         self.metrics.watch_queue("windows", self.windows)
-        self.ring = RingBuffer(self.sampling, config.hop, needs_frames=bool(engine.needs_frames),
+        self.hop = hop_frames(config.hop_seconds, self.source.fps)
+        self.ring = RingBuffer(self.sampling, self.hop, needs_frames=bool(engine.needs_frames),
                                input_size=engine.input_size or (112, 112))
         self.postprocess = PostProcessor(self.class_names, config.threshold, config.smoothing,
                                          config.top_k, config.min_person_fraction)
@@ -190,7 +170,7 @@ class Pipeline:
                 "checkpoint": str(self.config.checkpoint), "model": self.checkpoint.model_name,
                 "modality": self.checkpoint.hparams.get("modality"), "classes": self.class_names,
                 "joint_layout": self.layout, "frames_per_window": self.sampling.frames_per_window,
-                "window_seconds": self.sampling.window_seconds, "hop": self.config.hop,
+                "window_seconds": self.sampling.window_seconds, "hop": self.hop,
                 "engine": getattr(self.engine, "name", type(self.engine).__name__),
                 "device": getattr(self.engine, "device", "cpu"), "pose_model": str(self.pose.model_path)}
 
@@ -223,6 +203,11 @@ class Pipeline:
         if self._threads[1].ident is None:  # never started: the pose thread did not close it
             self.pose.close()
         self.error = self.error or self._capture.error
+
+    @property
+    def capture_error(self) -> str | None:
+        """Why the source failed for good (None while it works or when it simply ended)."""
+        return self._capture.error
 
     def __enter__(self) -> Pipeline:
         return self.start()

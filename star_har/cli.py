@@ -7,12 +7,14 @@ import argparse
 import importlib
 import logging
 import sys
+import time
 
 from star_har.errors import StarHarError
 
 # Modules providing subcommands, in the order `--help` lists them.
 COMMAND_MODULES = ("star_har.info", "star_har.train.cli", "star_har.realtime.cli",
-                   "star_har.realtime.engine_cli", "star_har.realtime.demo.cli")
+                   "star_har.realtime.engine_cli", "star_har.realtime.demo.cli", "star_har.realtime.gui.cli",
+                   "star_har.train.importance")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -36,11 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started_at = time.perf_counter()  # commands report their start-up time from here
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (2) and --help (0) as a return value, like every other outcome
         return int(exc.code or 0)
+    args.started_at = started_at
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:

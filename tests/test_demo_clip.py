@@ -103,7 +103,7 @@ def test_demo_headless_end_to_end(tmp_path, pose_model_path, monkeypatch, capsys
     checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
     args = argparse.Namespace(source=None, clip=True, headless=True, output_dir=str(tmp_path),
                               seconds_per_action=1.0, regenerate=False, checkpoint=str(checkpoint),
-                              engine="torch", hop=8, threshold=0.5, pose_model=None)
+                              engine="torch", hop_seconds=8 / 30, threshold=0.5, pose_model=None)
     assert run_demo(args) == 0
     out = capsys.readouterr().out
     assert "recognised" in out and "annotated video" in out

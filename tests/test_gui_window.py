@@ -65,7 +65,8 @@ def _factory(config, **kwargs) -> Pipeline:
 
 
 def _window(qtbot, media, source="short", hop=4) -> MainWindow:
-    config = PipelineConfig(source=str(media[source]), checkpoint=media["checkpoint"], engine="torch", hop=hop)
+    config = PipelineConfig(source=str(media[source]), checkpoint=media["checkpoint"], engine="torch",
+                            hop_seconds=hop / 30)
     window = MainWindow(config, _factory)
     qtbot.addWidget(window)
     window.show()

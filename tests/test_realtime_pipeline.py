@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import tracemalloc
 
@@ -12,9 +14,10 @@ import pytest
 
 from star_har.cli import main
 from star_har.model import load_checkpoint
-from star_har.realtime.cli import run_headless
+from star_har.realtime.capture import Frame
 from star_har.realtime.engines import create_engine
 from star_har.realtime.pipeline import Pipeline, PipelineConfig
+from star_har.realtime.runner import run_headless
 from tests.realtime_helpers import FakePose, MeanPoseEngine, SyntheticSource, tiny_checkpoint
 
 
@@ -37,7 +40,7 @@ def test_headless_run_on_a_real_clip_gives_a_prediction_per_hop(tmp_path, tai_ch
     out, video = tmp_path / "out.jsonl", tmp_path / "out.mp4"
     code = main(["run", "--source", str(tai_chi_video), "--checkpoint", str(checkpoint_path), "--headless",
                  "--output", str(out), "--save-video", str(video), "--engine", "torch", "--device", "cpu",
-                 "--pose-model", str(pose_model_path), "--max-frames", "80", "--hop", "8", "--threshold", "0.0"])
+                 "--pose-model", str(pose_model_path), "--max-frames", "80", "--hop-seconds", "0.267", "--threshold", "0.0"])
     assert code == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     ends = [r["frame_range"][1] for r in records]
@@ -58,29 +61,47 @@ def test_headless_run_on_a_real_clip_gives_a_prediction_per_hop(tmp_path, tai_ch
     assert not pipeline_threads()
 
 
-def test_ctrl_c_stops_cleanly_and_flushes(tmp_path, checkpoint_path, engine):
+def signalling_factory(engine, signals: list[int], after: int = 3, **source_options):
+    """Pipelines that send themselves ``signals`` (as a terminal or ``kill`` would) once ``after``
+    predictions were made, one per wait, so the second lands during the shutdown."""
     pose = FakePose()
 
     def factory(config, **callbacks):
-        pipeline = Pipeline(config, engine=engine, pose=pose, source=SyntheticSource(100_000, delay=0.001),
-                            **callbacks)
+        pipeline = Pipeline(config, engine=engine, pose=pose,
+                            source=SyntheticSource(100_000, delay=0.001, **source_options), **callbacks)
         wait = pipeline.wait
+        pending = list(signals)
 
-        def interrupted_wait(timeout=None):  # what Ctrl-C does to the main thread
-            if pipeline.metrics.snapshot().predictions >= 3:
-                raise KeyboardInterrupt
+        def signalled_wait(timeout=None):
+            if pending and pipeline.metrics.snapshot().predictions >= after:
+                os.kill(os.getpid(), pending.pop(0))
             return wait(timeout)
 
-        pipeline.wait = interrupted_wait
+        pipeline.wait = signalled_wait
         return pipeline
 
-    out, video = tmp_path / "out.jsonl", tmp_path / "out.avi"
-    summary = run_headless(PipelineConfig(checkpoint=checkpoint_path, hop=4), out, video, quiet=True,
+    factory.pose = pose
+    return factory
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT],
+                                     [signal.SIGTERM, signal.SIGINT]], ids=["int", "term", "int-int", "term-int"])
+def test_stop_signals_stop_cleanly_and_finish_every_output(tmp_path, checkpoint_path, engine, signals):
+    """SIGTERM once killed the run at once (unplayable mp4); a second Ctrl-C aborted the shutdown."""
+    factory = signalling_factory(engine, signals)
+    out, video = tmp_path / "out.jsonl", tmp_path / "out.mp4"
+    previous = signal.getsignal(signal.SIGTERM)
+    summary = run_headless(PipelineConfig(checkpoint=checkpoint_path, hop_seconds=4 / 30), out, video, quiet=True,
                            pipeline_factory=factory)
-    assert summary["interrupted"] and pose.closed
+    assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
+    assert summary["interrupted"] and factory.pose.closed
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == summary["predictions"] >= 3
-    assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT) == summary["video_frames_written"] > 0
+    capture = cv2.VideoCapture(str(video))  # the mp4 is finished: it opens and plays to the end
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames == summary["video_frames_written"] > 0
     assert not pipeline_threads()
 
 
@@ -92,7 +113,7 @@ def test_nobody_in_view_skips_the_model(checkpoint_path):
             raise AssertionError("the model must not run without a person")
 
     predictions = []
-    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop=8), engine=NeverCalled(),
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop_seconds=8 / 30), engine=NeverCalled(),
                         pose=FakePose(absent=set(range(1000))), source=SyntheticSource(120),
                         on_prediction=predictions.append)
     pipeline.start()
@@ -131,7 +152,7 @@ def test_soak_thousands_of_frames_stay_bounded(checkpoint_path, live):
             memory.append(tracemalloc.get_traced_memory()[0])
 
     source, pose = SyntheticSource(frames, size=(120, 160), live=live, delay=0.001 * live), FakePose()
-    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop=hop, max_frames=frames),
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop_seconds=hop / 30, max_frames=frames),
                         engine=MeanPoseEngine(), pose=pose, source=source,
                         on_frame=on_frame, on_prediction=predictions.append)
     tracemalloc.start()
@@ -164,7 +185,7 @@ def test_rgb_model_gets_normalised_frames(tmp_path):
     engine = create_engine(load_checkpoint(path), engine="torch", device="cpu")
     assert engine.needs_frames
     predictions = []
-    pipeline = Pipeline(PipelineConfig(checkpoint=path, hop=8, threshold=0.0), engine=engine, pose=FakePose(),
+    pipeline = Pipeline(PipelineConfig(checkpoint=path, hop_seconds=8 / 30, threshold=0.0), engine=engine, pose=FakePose(),
                         source=SyntheticSource(64), on_prediction=predictions.append)
     pipeline.start()
     assert pipeline.wait(120)
@@ -177,7 +198,7 @@ def test_rgb_model_gets_normalised_frames(tmp_path):
 def test_pose_runs_only_on_the_frames_windows_use(checkpoint_path):
     predictions = []
     pose = FakePose()
-    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop=9), engine=MeanPoseEngine(), pose=pose,
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop_seconds=9 / 30), engine=MeanPoseEngine(), pose=pose,
                         source=SyntheticSource(300), on_prediction=predictions.append)
     pipeline.start()
     assert pipeline.wait(60)
@@ -188,3 +209,26 @@ def test_pose_runs_only_on_the_frames_windows_use(checkpoint_path):
     for p in predictions:
         np.testing.assert_array_equal(p.frame_indices, np.arange(p.last_frame - 45, p.last_frame + 1, 3))
     assert pose.calls == 100
+
+
+def test_predictions_resume_within_a_window_after_a_camera_outage(checkpoint_path):
+    """The pose schedule once stepped across the gap: after an outage of D s, pose (and so
+    predictions) resumed only about D/2 s after the camera was back."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    window_s = checkpoint.sampling.window_seconds
+    predictions = []
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, hop_seconds=0.3), engine=MeanPoseEngine(),
+                        pose=FakePose(), source=SyntheticSource(1), on_prediction=predictions.append)
+    for thread in pipeline._threads[1:]:  # pose and inference; the frames (with a gap) come from here
+        thread.start()
+    image = np.zeros((48, 64, 3), np.uint8)
+    gap, back = 6.0, 9.0
+    times = [i / 30 for i in range(90)] + [back + i / 30 for i in range(90)]
+    for index, timestamp in enumerate(times):
+        pipeline.frames.put(Frame(index, timestamp, image, 0.0))
+    pipeline.frames.put(None)
+    assert pipeline.wait(30)
+    pipeline.join()
+    after = [p.timestamps[-1] for p in predictions if p.timestamps[-1] >= back]
+    assert back + gap / 2 > back + window_s + 0.1  # the old delay would be caught
+    assert after and after[0] <= back + window_s + 0.1

@@ -1,12 +1,9 @@
-"""``star-har demo`` (the built-in demo) and ``star-har gui`` (the desktop app).
+"""``star-har demo``: the built-in demo.
 
 ``star-har demo`` needs no arguments: it uses the webcam when one answers, otherwise the demo clip
 rendered by :mod:`realtime.demo.clip` (made by this project's code), and the checkpoint shipped in
 ``assets/``. With a display it opens the GUI; without one it runs headless, writes the annotated
 video and the JSON Lines predictions, and prints how well each action of the clip was recognised.
-
-The GUI's own module (:mod:`realtime.gui`) imports PyQt6, so these commands are registered from
-here: the CLI keeps working where PyQt6 is not installed.
 """
 
 from __future__ import annotations
@@ -18,6 +15,9 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from star_har.args import positive_float
+from star_har.realtime.options import add_pipeline_options, config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,12 @@ def format_scores(scores: list[SegmentScore]) -> str:
 
 
 def _gui_available() -> bool:
-    from star_har.realtime.cli import _has_display
+    from star_har.realtime.display import has_display
 
-    if not _has_display():
+    if not has_display():
         return False
     try:
-        import star_har.realtime.gui  # noqa: F401
+        import star_har.realtime.gui.app  # noqa: F401
     except ImportError as exc:
         log.info("GUI unavailable (%s): running headless", exc)
         return False
@@ -102,9 +102,8 @@ def _gui_available() -> bool:
 def run_demo(args: argparse.Namespace) -> int:
     from star_har.errors import UserError
     from star_har.model import load_checkpoint
-    from star_har.realtime.cli import format_summary, run_headless
     from star_har.realtime.demo.clip import generate_demo_clip
-    from star_har.realtime.pipeline import PipelineConfig
+    from star_har.realtime.runner import format_summary, run_headless
 
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
@@ -123,47 +122,26 @@ def run_demo(args: argparse.Namespace) -> int:
         source = str(clip.video)
         print(f"demo: no webcam, playing the generated demo clip {clip.video}\n"
               f"      actions: {', '.join(s.action for s in clip.segments)}")
-    config = PipelineConfig(source=source, checkpoint=checkpoint, engine=args.engine, hop=args.hop,
-                            threshold=args.threshold, pose_model=args.pose_model)
+    config = config_from_args(args, source=source)
     if not args.headless and _gui_available():
-        from star_har.realtime.gui import launch
+        from star_har.realtime.gui.app import launch
 
         extra = [("demo clip", str(clip.video))] if clip is not None else []
         return launch(config, sources=extra)
 
-    from star_har.realtime.pose import cache_dir
+    from star_har.files import cache_dir
 
-    out_dir = Path(args.output_dir) if args.output_dir else cache_dir() / "demo"
+    out_dir = Path(args.output_dir) if args.output_dir else cache_dir("demo")
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl, video = out_dir / "demo_predictions.jsonl", out_dir / "demo_annotated.mp4"
     print("demo: no display, running headless" if not args.headless else "demo: running headless")
-    summary = run_headless(config, jsonl, video, quiet=True)
+    summary = run_headless(config, jsonl, video, quiet=True, started_at=getattr(args, "started_at", None))
     print(format_summary(summary))
     if clip is not None:
         records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
         print(format_scores(score_segments(records, clip.segments)))
     print(f"annotated video: {video}\npredictions (JSON Lines): {jsonl}")
     return 130 if summary["interrupted"] else 0
-
-
-def _run_gui(args: argparse.Namespace) -> int:
-    from star_har.realtime.gui.app import run_gui
-
-    return run_gui(args)
-
-
-def _common_options(parser: argparse.ArgumentParser) -> None:
-    from star_har.realtime import DEFAULT_CHECKPOINT
-
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="star-har checkpoint (.pt)")
-    parser.add_argument("--engine", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"),
-                        help="inference engine (auto: the fastest available)")
-    parser.add_argument("--hop", type=int, default=8, help="stream frames between two predictions")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="smoothed probability below which the answer is 'no confident action'")
-    parser.add_argument("--pose-model", metavar="PATH",
-                        help="MediaPipe pose_landmarker_full.task (default: $STAR_HAR_POSE_MODEL, the cache, "
-                             "or download)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -181,25 +159,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--output-dir", metavar="DIR",
                       help="where the clip, annotated video and predictions go (default ~/.cache/star-har/demo, "
                            "$STAR_HAR_CACHE/demo)")
-    demo.add_argument("--seconds-per-action", type=float, default=4.0, help="length of each action in the clip")
+    demo.add_argument("--seconds-per-action", type=positive_float, default=4.0,
+                      help="length of each action in the clip")
     demo.add_argument("--regenerate", action="store_true", help="render the clip again even when cached")
-    _common_options(demo)
+    add_pipeline_options(demo, "--checkpoint", "--engine", "--hop-seconds", "--threshold", "--pose-model")
     demo.set_defaults(handler=run_demo)
-
-    gui = subparsers.add_parser(
-        "gui", help="the desktop app: live video, skeleton, predictions, importance bars",
-        description="Open the star-har window: live video with the skeleton, the predicted action with "
-                    "the next best ones, per-frame importance bars for the current window, a timeline, "
-                    "and controls for source, checkpoint, engine, hop, threshold and recording. "
-                    "Keys: Ctrl+Enter start, Space pause, Esc stop, Ctrl+O open file, Ctrl+R record, "
-                    "Ctrl+Q quit.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    gui.add_argument("--source", help="start at once with this webcam index, video file, URL or folder")
-    _common_options(gui)
-    gui.add_argument("--screenshot", metavar="OUT.png",
-                     help="save a PNG of the window after --screenshot-after predictions, then quit "
-                          "(works without a display)")
-    gui.add_argument("--screenshot-after", type=int, default=6, metavar="N",
-                     help="predictions to wait for before the screenshot")
-    gui.set_defaults(handler=_run_gui, device="auto", fp16=False, smoothing=0.5, top_k=3, num_poses=1,
-                     pose_every_frame=False, realtime_pace=True, max_frames=None, fps=None)

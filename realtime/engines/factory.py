@@ -1,44 +1,26 @@
 """``create_engine``: the fastest available engine for a checkpoint, or the one asked for.
 
-Automatic choice (measured with ``star-har bench``, see README):
-
-* CUDA: ``tensorrt`` when the ``tensorrt`` package imports, else ``torch`` (``torch.compile``
-  and fp16 are the user's to ask for, since compiling takes a while).
-* CPU, pose-only models: ``onnxruntime`` when installed, else ``torch``. On the quiet 2-core
-  development machine ONNX Runtime ran the shipped pose transformer in 12 ms against 20 ms. The
-  first use exports the checkpoint to ONNX (about 30 s on 2 cores), cached by model fingerprint.
-* CPU, RGB models: ``torch``. Their time goes into the 3-D CNN backbone, where PyTorch's
-  convolutions were 15-25 % faster than ONNX Runtime's on the same quiet machine.
-
-``compile=True`` always means the ``torch`` engine.
+Which engine ``auto`` picks, where each runs and which support fp16 is the table in
+:mod:`realtime.engines.table`. ``compile=True`` always means the ``torch`` engine.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 
 from star_har.errors import InvalidInputError
 from star_har.model.checkpoint import Checkpoint
 from star_har.realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec, default_cache_dir
+from star_har.realtime.engines.table import DEVICES, auto_engine, check_fp16, engine_importable, engine_info
 
 log = logging.getLogger(__name__)
-
-ENGINES = ("torch", "onnxruntime", "tensorrt")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def engine_importable(name: str) -> bool:
-    """Whether the library behind an engine is installed (``torch`` always is)."""
-    module = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}[name]
-    return importlib.util.find_spec(module) is not None
 
 
 def resolve_device(device: str) -> str:
@@ -53,20 +35,8 @@ def resolve_device(device: str) -> str:
 
 def select_engine(device: str, compile: bool = False, needs_frames: bool = False,
                   importable=engine_importable) -> str:
-    """The engine ``create_engine(engine="auto")`` uses on a resolved ``device`` (see module doc)."""
-    if compile:
-        return "torch"
-    if device == "cuda":
-        return "tensorrt" if importable("tensorrt") else "torch"
-    if needs_frames:
-        return "torch"
-    return "onnxruntime" if importable("onnxruntime") else "torch"
-
-
-def available_engines(device: str) -> list[str]:
-    """Engines whose library is installed and that can run on the resolved ``device``."""
-    names = [name for name in ENGINES if engine_importable(name)]
-    return [name for name in names if device == "cuda" or name != "tensorrt"]
+    """The engine ``create_engine(engine="auto")`` uses on a resolved ``device`` (see the table)."""
+    return auto_engine(device, needs_frames, compile, importable)
 
 
 def create_engine(checkpoint: Checkpoint, engine: str = "auto", device: str = "auto", fp16: bool = False,
@@ -89,12 +59,9 @@ def create_engine(checkpoint: Checkpoint, engine: str = "auto", device: str = "a
     device = resolve_device(device)
     if engine == "auto":
         engine = select_engine(device, compile, spec.needs_frames)
-    if engine not in ENGINES:
-        raise InvalidInputError(f"engine must be auto or one of {', '.join(ENGINES)}, not {engine!r}")
     if compile and engine != "torch":
         raise InvalidInputError(f"--compile applies to the torch engine, not {engine}")
-    if fp16 and device != "cuda":
-        raise InvalidInputError("fp16 needs a CUDA device")
+    check_fp16(engine, device, fp16)
     log.info("inference engine: %s on %s (%s)", engine, device, "fp16" if fp16 else "fp32")
     if engine == "torch":
         from star_har.realtime.engines.torch_engine import TorchEngine
@@ -104,8 +71,8 @@ def create_engine(checkpoint: Checkpoint, engine: str = "auto", device: str = "a
         from star_har.realtime.engines.tensorrt_engine import import_tensorrt
 
         import_tensorrt()  # fail before spending time on an export
-        if device != "cuda":
-            raise EngineUnavailable("the tensorrt engine needs a CUDA GPU")
+    if device not in engine_info(engine).devices:
+        raise EngineUnavailable(f"the {engine} engine needs a {' or '.join(engine_info(engine).devices)} device")
     from star_har.realtime.export import cached_onnx
 
     cache = cache_dir or default_cache_dir()

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -120,13 +121,30 @@ def _mismatch(cached: dict[str, Any], expected: dict[str, Any]) -> list[str]:
     return sorted(key for key in expected.keys() | cached.keys() if cached.get(key) != expected.get(key))
 
 
+def build_engine(trt: ModuleType, onnx_path: str | os.PathLike, spec: ModelSpec, fp16: bool, max_batch: int,
+                 gpu: dict[str, str]) -> tuple[dict[str, Any], Callable[[Path, Path], bytes]]:
+    """The one TensorRT build path (``star-har export`` and the engine cache both use it):
+    (the build record, a function that builds the engine and writes it and its record)."""
+    profile = profile_shapes(spec, max_batch)
+    record = engine_record(file_sha256(onnx_path), gpu, trt.__version__, fp16, profile)
+
+    def write(engine_path: Path, record_path: Path) -> bytes:
+        log.info("building a %s TensorRT engine for %s on %s (minutes)", record["precision"], spec.model_name,
+                 gpu["gpu_name"])
+        blob = build_serialized_engine(trt, onnx_path, fp16, profile)
+        atomic_write(engine_path, blob)
+        atomic_write(record_path, json.dumps(record, indent=1).encode())
+        return blob
+
+    return record, write
+
+
 def load_or_build_engine(trt: ModuleType, onnx_path: str | os.PathLike, spec: ModelSpec,
                          cache_dir: str | os.PathLike, fp16: bool, max_batch: int,
                          gpu: dict[str, str]) -> bytes:
     """The serialized engine for ``onnx_path`` from the cache, built (and cached) when the cached
     one is missing or was built from another graph, GPU, TensorRT version or profile."""
-    profile = profile_shapes(spec, max_batch)
-    record = engine_record(file_sha256(onnx_path), gpu, trt.__version__, fp16, profile)
+    record, write = build_engine(trt, onnx_path, spec, fp16, max_batch, gpu)
     engine_path, record_path = engine_cache_paths(cache_dir, record)
     if engine_path.is_file() and record_path.is_file():
         cached = json.loads(record_path.read_text())
@@ -135,12 +153,7 @@ def load_or_build_engine(trt: ModuleType, onnx_path: str | os.PathLike, spec: Mo
             log.info("using cached TensorRT engine %s", engine_path)
             return engine_path.read_bytes()
         log.info("cached TensorRT engine %s is stale (%s differ): rebuilding", engine_path, ", ".join(stale))
-    log.info("building a %s TensorRT engine for %s on %s (minutes; cached afterwards)",
-             record["precision"], spec.model_name, gpu["gpu_name"])
-    blob = build_serialized_engine(trt, onnx_path, fp16, profile)
-    atomic_write(engine_path, blob)
-    atomic_write(record_path, json.dumps(record, indent=1).encode())
-    return blob
+    return write(engine_path, record_path)
 
 
 class TensorRTEngine(InferenceEngine):

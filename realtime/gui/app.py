@@ -1,5 +1,5 @@
 """Starting the GUI: the QApplication, :func:`launch` and screenshots (``star-har gui``, whose
-options are defined in :mod:`realtime.demo.cli`)."""
+options are defined in :mod:`realtime.gui.cli`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
-from star_har.realtime.cli import _has_display as has_display
+from PyQt6 import QtWidgets  # noqa: F401  (fail early, at import, without PyQt6)
+
+from star_har.realtime.display import has_display
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,10 @@ def launch(config, *, autostart: bool = True, sources: list[tuple[str, str]] | N
 
     window = MainWindow(config, factory or default_factory, sources)
     window.show()
-    # Ctrl-C in the terminal closes the window (stopping every thread); Python only sees the
-    # signal while it runs, so a timer wakes it up regularly.
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    # Ctrl-C or SIGTERM closes the window (stopping every thread, finishing a recording); Python
+    # only sees the signal while it runs, so a timer wakes it up regularly. Closing twice is harmless.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: window.close())
     wake = QTimer(window)
     wake.timeout.connect(lambda: None)
     wake.start(200)
@@ -83,13 +86,16 @@ def launch(config, *, autostart: bool = True, sources: list[tuple[str, str]] | N
 
         QTimer.singleShot(100, check)
         QTimer.singleShot(int(timeout_s * 1000), lambda: window.isVisible() and save())
-    return int(app.exec())
+    code = int(app.exec())
+    window.controller.wait_for_threads()
+    return code
 
 
 def run_gui(args: argparse.Namespace) -> int:
-    from star_har.realtime.cli import config_from_args
+    from star_har.realtime.options import config_from_args
 
-    config = config_from_args(argparse.Namespace(**{**vars(args), "source": args.source or "0"}))
+    # files play at their frame rate in a window, as they would from a camera
+    config = config_from_args(args, source=args.source or "0", realtime_pace=True)
     if args.screenshot is None and not has_display():
         from star_har.errors import UserError
 

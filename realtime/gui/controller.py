@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,11 +18,13 @@ from pathlib import Path
 import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from star_har.realtime.capture import FrameSource, open_source
-from star_har.realtime.cli import VideoWriterThread
+from star_har.realtime.capture import FrameSource, SourceError, open_source
+from star_har.realtime.config import hop_frames
 from star_har.realtime.gui.widgets import ThumbnailCache
+from star_har.realtime.metrics import MetricsSnapshot
 from star_har.realtime.pipeline import FrameUpdate, Pipeline, PipelineConfig
 from star_har.realtime.postprocess import Prediction
+from star_har.realtime.recorder import VideoRecorder
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +73,11 @@ class PipelineController(QObject):
     prediction_ready = pyqtSignal(object)   # Prediction (every one)
     started = pyqtSignal(dict)              # Pipeline.describe()
     finished = pyqtSignal(str)              # "" when the source ended or was stopped, else the error
+    #                                         (failed_stage says which part failed)
     state_changed = pyqtSignal(str)         # idle, loading, running, paused
     recording_changed = pyqtSignal(str)     # path being written, "" when not recording
     source_status = pyqtSignal(str, str)    # status (running, reconnecting, ...), message
+    metrics_ready = pyqtSignal(object)      # MetricsSnapshot, also while no frame arrives
 
     def __init__(self, factory: PipelineFactory = default_factory, poll_ms: int = 15,
                  parent: QObject | None = None) -> None:
@@ -87,10 +92,13 @@ class PipelineController(QObject):
         self._predictions: deque[Prediction] = deque(maxlen=64)
         self._loader: threading.Thread | None = None
         self._loaded: tuple[Pipeline | None, str] | None = None
-        self._recorder: VideoWriterThread | None = None
+        self._recorder: VideoRecorder | None = None
         self._closers: list[threading.Thread] = []
         self._cancel = threading.Event()
-        self._source_status = ""
+        self._source_status: tuple[str, str] = ("", "")
+        self._metrics_at = 0.0
+        #: what the last failure was about: "source", "model" (checkpoint, engine, pose model) or "run"
+        self.failed_stage = ""
         self.timer = QTimer(self)
         self.timer.setInterval(poll_ms)
         self.timer.timeout.connect(self._poll)
@@ -126,6 +134,22 @@ class PipelineController(QObject):
         if wait:
             self.join()
 
+    def shutdown(self) -> None:
+        """Stop everything without blocking the UI thread (the window is closing): a running
+        pipeline stops within a frame and is joined, a recording is finished, but a loader busy
+        in a library call is not waited for: it closes what it loaded itself (see :meth:`_load`)."""
+        self.stop()
+        if self._loader is not None and self._loader.is_alive():
+            self._loader = None  # not joined: it sees the cancel and closes what it loads
+        self.join()
+
+    def wait_for_threads(self, timeout: float = 60.0) -> None:
+        """Before the process exits: let a loader still running finish and close what it loaded
+        (an interpreter exiting under a thread inside MediaPipe or torch can abort)."""
+        for thread in threading.enumerate():
+            if thread.name == "star-har-gui-loader":
+                thread.join(timeout)
+
     def join(self, timeout: float = 10.0) -> None:
         """Join the loader, the pipeline's threads and any recorder still finishing its file."""
         if self._loader is not None:
@@ -150,13 +174,13 @@ class PipelineController(QObject):
             threads += self.pipeline._threads
         return threads
 
-    def update_settings(self, hop: int | None = None, threshold: float | None = None) -> None:
-        """Change the window hop / confidence threshold of the running pipeline."""
+    def update_settings(self, hop_seconds: float | None = None, threshold: float | None = None) -> None:
+        """Change the time between predictions / the confidence threshold of the running pipeline."""
         if self.pipeline is None:
             return
-        if hop is not None:
-            self.pipeline.ring.hop = max(1, int(hop))
-            self.pipeline.config = replace(self.pipeline.config, hop=max(1, int(hop)))
+        if hop_seconds is not None:
+            self.pipeline.hop = self.pipeline.ring.hop = hop_frames(hop_seconds, self.pipeline.source.fps)
+            self.pipeline.config = replace(self.pipeline.config, hop_seconds=hop_seconds)
         if threshold is not None:
             self.pipeline.postprocess.threshold = float(threshold)
 
@@ -166,7 +190,7 @@ class PipelineController(QObject):
         if self.pipeline is None:
             raise RuntimeError("start a source before recording")
         self.stop_recording()
-        recorder = VideoWriterThread(Path(path), self.pipeline.source.fps or 30.0, self.pipeline.layout,
+        recorder = VideoRecorder(Path(path), self.pipeline.source.fps or 30.0, self.pipeline.layout,
                                      live=True)  # never slow the pipeline down for the recording
         recorder.start()
         self._recorder = recorder
@@ -187,15 +211,20 @@ class PipelineController(QObject):
 
     # -- pipeline threads ------------------------------------------------------------------------
     def _load(self, config: PipelineConfig) -> None:
+        stage = "source"
         try:
             source = PausableSource(open_source(config.source, config.image_fps))
+            stage = "model"
             pipeline = self.factory(config, source=source, on_frame=self._on_frame,
                                     on_prediction=self._on_prediction)
-            self._loaded = (pipeline, "")
         except Exception as exc:  # shown in the window; the traceback goes to the log
             log.debug("loading failed", exc_info=True)
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self._loaded = (None, message)
+            self._loaded = (None, message, "source" if isinstance(exc, SourceError) else stage)
+            return
+        self._loaded = (pipeline, "", "")
+        if self._cancel.is_set():  # closed or restarted while loading: nobody will start it
+            pipeline.join()  # never started: closes its pose model (closing twice is harmless)
 
     def _on_frame(self, update: FrameUpdate) -> None:
         if update.pose_fresh:
@@ -228,18 +257,29 @@ class PipelineController(QObject):
             self.prediction_ready.emit(prediction)
         if update is not None:
             self.frame_ready.emit(update)
-        if self.pipeline is not None and self.pipeline.metrics.status != self._source_status:
-            # reported even when no frame arrives (a lost camera delivers none)
-            snapshot = self.pipeline.metrics.snapshot()
-            self._source_status = snapshot.source_status
-            self.source_status.emit(snapshot.source_status, snapshot.message)
+        if self.pipeline is not None:
+            self._report_metrics()
         if self.pipeline is not None and not self.pipeline.running:
             error = self.pipeline.error or ""
+            self.failed_stage = ("source" if error and error == self.pipeline.capture_error
+                                 else "run" if error else "")
             self.stop(wait=True)
             self.finished.emit(error)
 
+    def _report_metrics(self) -> None:
+        """Source state and rates, also while no frame arrives (a lost camera delivers none)."""
+        snapshot: MetricsSnapshot = self.pipeline.metrics.snapshot()
+        status = (snapshot.source_status, snapshot.message)
+        if status != self._source_status:  # the message counts down while reconnecting
+            self._source_status = status
+            self.source_status.emit(*status)
+        now = time.perf_counter()
+        if now - self._metrics_at >= 0.5:
+            self._metrics_at = now
+            self.metrics_ready.emit(snapshot)
+
     def _start_loaded(self) -> None:
-        pipeline, error = self._loaded
+        pipeline, error, self.failed_stage = self._loaded
         self._loader.join()
         self._loader = None
         if pipeline is None:
@@ -248,7 +288,7 @@ class PipelineController(QObject):
             self.finished.emit(error)
             return
         self.pipeline, self.source = pipeline, pipeline.source
-        self._source_status = ""
+        self._source_status = ("", "")
         pipeline.start()
         self._set_state("running")
         self.started.emit(pipeline.describe())

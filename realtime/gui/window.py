@@ -23,21 +23,21 @@ from PyQt6.QtWidgets import (
     QListWidget,
     QMainWindow,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
+from star_har.realtime.engines.table import engine_choices
 from star_har.realtime.gui.controller import PipelineController, PipelineFactory, default_factory
 from star_har.realtime.gui.widgets import ImportanceBars, PredictionPanel, Timeline, VideoView
+from star_har.realtime.metrics import MetricsSnapshot
 from star_har.realtime.pipeline import FrameUpdate, PipelineConfig
 from star_har.realtime.postprocess import ACTION, Prediction
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
 HISTORY_ROWS = 50  # action changes listed in the side panel
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm);;All files (*)"
 
@@ -70,6 +70,7 @@ class MainWindow(QMainWindow):
         c.state_changed.connect(self._on_state)
         c.recording_changed.connect(self._on_recording)
         c.source_status.connect(self._on_source_status)
+        c.metrics_ready.connect(self.show_metrics)
         self._on_state("idle")
 
     # -- construction ----------------------------------------------------------------------------
@@ -82,18 +83,20 @@ class MainWindow(QMainWindow):
         self._set_source_text(str(self.config.source))
         self.checkpoint_edit = QLineEdit(str(self.config.checkpoint))
         self.engine_box = QComboBox()
-        self.engine_box.addItems(ENGINES)
+        self.engine_box.addItems(engine_choices())
         self.engine_box.setCurrentText(self.config.engine)
-        self.hop_spin = QSpinBox()
-        self.hop_spin.setRange(1, 64)
-        self.hop_spin.setValue(self.config.hop)
-        self.hop_spin.setToolTip("stream frames between two predictions (applies live)")
+        self.hop_spin = QDoubleSpinBox()
+        self.hop_spin.setRange(0.03, 3.0)
+        self.hop_spin.setSingleStep(0.1)
+        self.hop_spin.setSuffix(" s")
+        self.hop_spin.setValue(self.config.hop_seconds)
+        self.hop_spin.setToolTip("seconds between two predictions (applies live)")
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.0, 1.0)
         self.threshold_spin.setSingleStep(0.05)
         self.threshold_spin.setValue(self.config.threshold)
         self.threshold_spin.setToolTip("below this smoothed probability: 'no confident action' (applies live)")
-        self.hop_spin.valueChanged.connect(lambda v: self.controller.update_settings(hop=v))
+        self.hop_spin.valueChanged.connect(lambda v: self.controller.update_settings(hop_seconds=v))
         self.threshold_spin.valueChanged.connect(lambda v: self.controller.update_settings(threshold=v))
 
     def _build_layout(self) -> None:
@@ -130,7 +133,7 @@ class MainWindow(QMainWindow):
             row.addWidget(browse)
             form.addRow(label, row)
         form.addRow("Engine", self.engine_box)
-        form.addRow("Hop (frames)", self.hop_spin)
+        form.addRow("Prediction every", self.hop_spin)
         form.addRow("Threshold", self.threshold_spin)
         keys = QLabel("Ctrl+Enter start · Space pause · Esc stop\nCtrl+O open file · Ctrl+R record · Ctrl+Q quit")
         keys.setStyleSheet("color: gray")
@@ -191,7 +194,7 @@ class MainWindow(QMainWindow):
         index = self.source_box.findText(text)  # a listed entry stands for its value
         source = self.source_box.itemData(index) if index >= 0 else text
         return replace(self.config, source=source, checkpoint=self.checkpoint_edit.text().strip(),
-                       engine=self.engine_box.currentText(), hop=self.hop_spin.value(),
+                       engine=self.engine_box.currentText(), hop_seconds=self.hop_spin.value(),
                        threshold=self.threshold_spin.value(), realtime_pace=True)
 
     def start(self) -> None:
@@ -260,7 +263,9 @@ class MainWindow(QMainWindow):
     # -- controller signals ----------------------------------------------------------------------
     def show_frame(self, update: FrameUpdate) -> None:
         self.video.set_frame(update.frame.image, update.keypoints if update.person_found else None)
-        m = update.metrics
+        self.show_metrics(update.metrics)
+
+    def show_metrics(self, m: MetricsSnapshot) -> None:
         s = self.status_labels
         s["fps"].setText(f"capture {m.capture_fps:.1f} fps")
         s["pose"].setText(f"pose {_ms(m.pose_ms)}")
@@ -299,7 +304,9 @@ class MainWindow(QMainWindow):
     def _on_finished(self, error: str) -> None:
         if error:
             self.show_message(f"stopped: {error}")
-            self.video.clear("the source could not be played: see the message above")
+            what = {"source": "the source could not be played", "model": "the model could not be loaded"}
+            self.video.clear(f"{what.get(self.controller.failed_stage, 'stopped by an error')}: "
+                             "see the message above")
         else:
             self.statusBar().showMessage("the source ended", 10000)
 
@@ -319,5 +326,5 @@ class MainWindow(QMainWindow):
             self.show_message("")
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.controller.stop(wait=True)  # every thread joined before the window goes
+        self.controller.shutdown()  # returns at once, even while a model loads
         super().closeEvent(event)

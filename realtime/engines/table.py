@@ -1,0 +1,89 @@
+"""The one table of inference engines (stdlib only): names, devices, half precision, and what
+``auto`` picks. The command-line choices, the GUI's engine list, automatic selection and the
+fp16 check all read it.
+
+Automatic choice (measured with ``star-har bench``, see README):
+
+* CUDA: ``tensorrt`` when the ``tensorrt`` package imports, else ``torch`` (``torch.compile``
+  and fp16 are the user's to ask for, since compiling takes a while).
+* CPU, pose-only models: ``onnxruntime`` when installed, else ``torch``. On the quiet 2-core
+  development machine ONNX Runtime ran the shipped pose transformer in 12 ms against 20 ms. The
+  first use exports the checkpoint to ONNX (about 30 s on 2 cores), cached by model fingerprint.
+* CPU, RGB models: ``torch``. Their time goes into the 3-D CNN backbone, where PyTorch's
+  convolutions were 15-25 % faster than ONNX Runtime's on the same quiet machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from star_har.errors import InvalidInputError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """name: what ``--engine`` takes. library: the package that must import. devices: where it
+    runs. fp16: half precision on CUDA (``fp16_note`` says what else it needs)."""
+
+    name: str
+    library: str
+    devices: tuple[str, ...]
+    fp16: bool
+    fp16_note: str = ""
+
+
+ENGINES: tuple[EngineInfo, ...] = (
+    EngineInfo("torch", "torch", ("cpu", "cuda"), fp16=True),
+    EngineInfo("onnxruntime", "onnxruntime", ("cpu", "cuda"), fp16=True,
+               fp16_note="needs ONNX Runtime's TensorRT execution provider"),
+    EngineInfo("tensorrt", "tensorrt", ("cuda",), fp16=True),
+)
+#: ``auto``'s preferences, first importable wins: (device, model reads RGB) -> engine names.
+AUTO_ORDER: dict[tuple[str, bool], tuple[str, ...]] = {
+    ("cuda", False): ("tensorrt", "torch"), ("cuda", True): ("tensorrt", "torch"),
+    ("cpu", False): ("onnxruntime", "torch"), ("cpu", True): ("torch",),
+}
+
+
+def engine_names() -> tuple[str, ...]:
+    return tuple(info.name for info in ENGINES)
+
+
+def engine_choices() -> tuple[str, ...]:
+    """What ``--engine`` accepts."""
+    return ("auto", *engine_names())
+
+
+def engine_info(name: str) -> EngineInfo:
+    for info in ENGINES:
+        if info.name == name:
+            return info
+    raise InvalidInputError(f"engine must be one of {', '.join(engine_choices())}, not {name!r}")
+
+
+def engine_importable(name: str) -> bool:
+    """Whether the library behind an engine is installed."""
+    return importlib.util.find_spec(engine_info(name).library) is not None
+
+
+def auto_engine(device: str, needs_frames: bool, compile: bool = False, importable=engine_importable) -> str:
+    """The engine ``auto`` means on a resolved ``device`` (``compile`` is a torch feature)."""
+    if compile:
+        return "torch"
+    return next(name for name in AUTO_ORDER[(device, needs_frames)] if name == "torch" or importable(name))
+
+
+def available_engines(device: str, importable=engine_importable) -> list[str]:
+    """Engines whose library is installed and that run on the resolved ``device``."""
+    return [info.name for info in ENGINES if device in info.devices and importable(info.name)]
+
+
+def check_fp16(name: str, device: str, fp16: bool) -> None:
+    """Refuse half precision where the table rules it out, before anything is loaded."""
+    if fp16 and device != "cuda":
+        raise InvalidInputError("fp16 needs a CUDA device")
+    if fp16 and not engine_info(name).fp16:
+        raise InvalidInputError(f"the {name} engine has no fp16 mode")
