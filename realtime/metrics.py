@@ -60,22 +60,25 @@ class MetricsSnapshot:
 
 
 class _Rate:
-    """Events per second over the latest ``size`` events; a silence longer than two usual gaps
-    counts too, so the rate falls while a camera is gone instead of freezing at its last value."""
+    """Events per second over the latest ``size`` events of the last ``horizon`` seconds; a silence
+    longer than two usual gaps counts too, so the rate falls to 0 while a camera is gone instead of
+    freezing at its last value."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, horizon: float = 5.0) -> None:
         self.times: deque[float] = deque(maxlen=size)
+        self.horizon = horizon
 
     def tick(self, when: float) -> None:
         self.times.append(when)
 
     def value(self, now: float) -> float:
-        if len(self.times) < 2 or self.times[-1] <= self.times[0]:
+        recent = [t for t in self.times if now - t <= self.horizon]
+        if len(recent) < 2 or recent[-1] <= recent[0]:
             return 0.0
-        span = self.times[-1] - self.times[0]
-        if now - self.times[-1] > 2 * span / (len(self.times) - 1):
-            span = now - self.times[0]
-        return (len(self.times) - 1) / span
+        span = recent[-1] - recent[0]
+        if now - recent[-1] > 2 * span / (len(recent) - 1):
+            span = now - recent[0]
+        return (len(recent) - 1) / span
 
 
 class Metrics:

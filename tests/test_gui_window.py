@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -192,9 +193,11 @@ def test_lost_camera_is_reported_then_recovers(qtbot, media, monkeypatch):
     window.close()
 
 
-@pytest.mark.parametrize("problem, expected", [("checkpoint", "cannot read checkpoint"),
-                                               ("source", "video not found")])
-def test_errors_show_in_the_window(qtbot, media, problem, expected):
+@pytest.mark.parametrize("problem, expected, placeholder", [
+    ("checkpoint", "cannot read checkpoint", "the model could not be loaded"),
+    ("source", "video not found", "the source could not be played")])
+def test_errors_show_in_the_window(qtbot, media, problem, expected, placeholder):
+    """A checkpoint error was once labelled 'the source could not be played'."""
     window = _window(qtbot, media)
     if problem == "checkpoint":
         bad = media["root"] / "bad.pt"
@@ -205,5 +208,45 @@ def test_errors_show_in_the_window(qtbot, media, problem, expected):
     window.start()
     qtbot.waitUntil(lambda: window.message.isVisible(), timeout=20000)
     assert expected in window.message.text()
+    assert window.video.placeholder.startswith(placeholder)
     assert window.controller.state == "idle"
+    window.close()
+
+
+def test_closing_while_loading_returns_at_once(qtbot, media):
+    """Closing once joined the loader on the UI thread: the window froze for the 10-12 s of loading."""
+    release = threading.Event()
+    poses: list[FakePose] = []
+
+    def slow_factory(config, **kwargs):
+        release.wait(20)  # an engine warm-up or a MediaPipe load in progress
+        pipeline = _factory(config, **kwargs)
+        poses.append(pipeline.pose)
+        return pipeline
+
+    window = MainWindow(PipelineConfig(source=str(media["short"]), checkpoint=media["checkpoint"],
+                                       engine="torch"), slow_factory)
+    qtbot.addWidget(window)
+    window.show()
+    window.start()
+    qtbot.waitUntil(lambda: window.controller.state == "loading")
+    started = time.perf_counter()
+    window.close()
+    assert time.perf_counter() - started < 1.0
+    release.set()
+    window.controller.wait_for_threads(20)
+    assert poses and poses[0].closed  # the loader closed what it loaded: nothing left running
+    assert not [t for t in threading.enumerate() if t.name.startswith("star-har")]
+
+
+def test_status_bar_rates_fall_while_the_camera_is_gone(qtbot, media, monkeypatch):
+    """The status bar kept showing the last frame rate while no frame came."""
+    camera = SyntheticSource(10**6, size=(240, 320), live=True, fail_after=60, failed_opens=10**6, delay=0.01)
+    monkeypatch.setattr("star_har.realtime.gui.controller.open_source", lambda *args: camera)
+    window = _window(qtbot, media)
+    window.start()
+    qtbot.waitUntil(lambda: window.message.text().startswith("source lost"), timeout=20000)
+    qtbot.waitUntil(lambda: window.status_labels["fps"].text() == "capture 0.0 fps", timeout=10000)
+    first = window.message.text()
+    qtbot.waitUntil(lambda: window.message.text() != first, timeout=5000)  # the countdown moves
     window.close()
