@@ -11,7 +11,12 @@ missing people are reported, never invented.
 
 The model file is found by :func:`resolve_pose_model`: an explicit path, then
 ``$STAR_HAR_POSE_MODEL``, then the cache (:func:`star_har.files.cache_dir`), then the official
-download.
+download. Whatever the origin, the file is checked before MediaPipe sees it (:func:`check_pose_model`:
+a zip bundle of the two TFLite flatbuffers, every member's CRC intact). The download goes to a
+temporary file, must deliver the announced Content-Length and pass the same check before it takes
+the cache's name. No sha256 is pinned: Google publishes none for this file, "latest" in its URL can
+change, and the copy the team has is not known to be byte-identical to Google's, so a pinned value
+could not be justified; length, structure and CRCs catch truncated and corrupt downloads.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +36,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from star_har.errors import MissingFileError
+from star_har.errors import InvalidInputError, MissingFileError
 from star_har.files import cache_dir
 from star_har.model.skeleton import convert_keypoints, get_layout
 
@@ -40,19 +47,49 @@ POSE_MODEL_NAME = "pose_landmarker_full.task"
 POSE_MODEL_URL = ("https://storage.googleapis.com/mediapipe-models/pose_landmarker/"
                   "pose_landmarker_full/float16/latest/pose_landmarker_full.task")
 MEDIAPIPE_LAYOUT = "mediapipe33"
+#: The TFLite models inside a PoseLandmarker bundle.
+TASK_MEMBERS = ("pose_detector.tflite", "pose_landmarks_detector.tflite")
 
 
-def download(url: str, destination: Path, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``destination`` with a progress bar; a partial download never remains."""
+def check_pose_model(path: str | os.PathLike) -> None:
+    """Raise InvalidInputError (the reason, one line) unless ``path`` is a PoseLandmarker bundle: a
+    zip holding :data:`TASK_MEMBERS`, each a TFLite flatbuffer (identifier ``TFL3``), all CRCs intact."""
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            missing = [name for name in TASK_MEMBERS if name not in bundle.namelist()]
+            if missing:
+                raise InvalidInputError(f"no {', '.join(missing)} inside")
+            for name in TASK_MEMBERS:
+                with bundle.open(name) as member:
+                    if member.read(8)[4:8] != b"TFL3":
+                        raise InvalidInputError(f"{name} is not a TFLite model")
+            damaged = bundle.testzip()
+            if damaged is not None:
+                raise InvalidInputError(f"{damaged} is damaged (CRC mismatch)")
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise InvalidInputError(f"not a .task bundle, or cut short ({exc})") from None
+
+
+def download(url: str, destination: Path, timeout: float = 30.0,
+             validate: Callable[[Path], None] | None = None) -> Path:
+    """Download ``url`` to ``destination`` with a progress bar, through a temporary file that gets
+    the final name only when all announced bytes arrived and ``validate`` (if given) accepts it:
+    a short or corrupt download never remains."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=destination.name + ".", suffix=".part", dir=destination.parent)
     try:
+        received = 0
         with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {destination.name}") as bar:
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
+        if total is not None and received != total:  # urllib returns a cut connection as a short body
+            raise OSError(f"the download stopped after {received} of {total} bytes")
+        if validate is not None:
+            validate(Path(tmp))
         os.replace(tmp, destination)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,9 +108,18 @@ def resolve_pose_model(path: str | os.PathLike | None = None, allow_download: bo
             explicit = Path(explicit).expanduser()
             if not explicit.is_file():
                 raise MissingFileError(f"pose model not found: {explicit} (from {origin})")
+            try:
+                check_pose_model(explicit)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{explicit} (from {origin}) is not a MediaPipe pose model: {exc}") from None
             return explicit
     cached = cache_dir() / POSE_MODEL_NAME
     if cached.is_file():
+        try:
+            check_pose_model(cached)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"the cached pose model {cached} is damaged ({exc}): delete it to download "
+                                    "it again, or pass --pose-model PATH") from None
         return cached
     how = (f"download {POSE_MODEL_URL} to {cached}, or pass --pose-model PATH, "
            f"or set {POSE_MODEL_ENV}=PATH")
@@ -81,8 +127,8 @@ def resolve_pose_model(path: str | os.PathLike | None = None, allow_download: bo
         raise MissingFileError(f"pose model {POSE_MODEL_NAME} not found: {how}")
     log.info("downloading the MediaPipe pose model to %s", cached)
     try:
-        return download(POSE_MODEL_URL, cached)
-    except (urllib.error.URLError, OSError) as exc:
+        return download(POSE_MODEL_URL, cached, validate=check_pose_model)
+    except (urllib.error.URLError, OSError, InvalidInputError) as exc:
         reason = getattr(exc, "reason", exc)
         raise MissingFileError(f"cannot download the pose model ({reason}); {how}") from None
 
@@ -149,7 +195,11 @@ class PoseEstimator:
             min_pose_detection_confidence=min_detection_confidence,
             min_pose_presence_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence)
-        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+        try:
+            self._landmarker = vision.PoseLandmarker.create_from_options(options)
+        except (RuntimeError, ValueError) as exc:  # a bundle that passed the checks but MediaPipe refuses
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidInputError(f"MediaPipe cannot load the pose model {self.model_path}: {reason}") from None
         self._last_ms = -1
         self._centre: np.ndarray | None = None
 

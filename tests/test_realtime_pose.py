@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 import urllib.error
+import zipfile
 
 import cv2
 import numpy as np
@@ -61,11 +64,18 @@ def test_main_person_is_the_largest_then_followed():
     assert select_main_person(people, np.array([55.0, 100.0])) == 0
 
 
+def fake_bundle(path, members=pose_module.TASK_MEMBERS):
+    """A file shaped like a PoseLandmarker bundle (zip of TFLite flatbuffer headers)."""
+    with zipfile.ZipFile(path, "w") as bundle:
+        for name in members:
+            bundle.writestr(name, b"\x1c\x00\x00\x00TFL3" + bytes(range(200)))
+    return path
+
+
 def test_pose_model_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("STAR_HAR_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(pose_module.POSE_MODEL_ENV, raising=False)
-    explicit = tmp_path / "mine.task"
-    explicit.write_bytes(b"x")
+    explicit = fake_bundle(tmp_path / "mine.task")
     assert resolve_pose_model(explicit) == explicit
     with pytest.raises(FileNotFoundError, match="pose model not found: .*nope.task"):
         resolve_pose_model(tmp_path / "nope.task")
@@ -73,7 +83,7 @@ def test_pose_model_resolution(tmp_path, monkeypatch):
     assert resolve_pose_model() == explicit
     monkeypatch.delenv(pose_module.POSE_MODEL_ENV)
 
-    def offline(url, destination, timeout=30.0):
+    def offline(url, destination, timeout=30.0, validate=None):
         raise urllib.error.URLError("network is unreachable")
 
     monkeypatch.setattr(pose_module, "download", offline)
@@ -84,7 +94,7 @@ def test_pose_model_resolution(tmp_path, monkeypatch):
     assert pose_module.POSE_MODEL_URL in message and "\n" not in message
     cached = tmp_path / "cache" / pose_module.POSE_MODEL_NAME
     cached.parent.mkdir()
-    cached.write_bytes(b"x")
+    fake_bundle(cached)
     assert resolve_pose_model() == cached
 
 
@@ -97,3 +107,69 @@ def test_download_is_atomic(tmp_path):
     with pytest.raises(urllib.error.URLError):
         pose_module.download((tmp_path / "missing.bin").as_uri(), tmp_path / "models" / "other.task")
     assert sorted(p.name for p in target.parent.iterdir()) == ["model.task"]  # no partial file left
+
+
+def test_files_that_are_not_pose_models_are_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("STAR_HAR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(pose_module.POSE_MODEL_ENV, raising=False)
+    text = tmp_path / "notes.task"
+    text.write_text("not a model")
+    with pytest.raises(ValueError, match="notes.task .from --pose-model. is not a MediaPipe pose model: not a .task"):
+        resolve_pose_model(text)
+    wrong = fake_bundle(tmp_path / "hands.task", members=("hand_detector.tflite",))
+    with pytest.raises(ValueError, match="no pose_detector.tflite, pose_landmarks_detector.tflite inside"):
+        resolve_pose_model(wrong)
+    (tmp_path / "cache").mkdir()
+    cached = fake_bundle(tmp_path / "cache" / pose_module.POSE_MODEL_NAME)
+    cached.write_bytes(cached.read_bytes()[:300])  # a download cut short in an older version
+    with pytest.raises(ValueError) as info:
+        resolve_pose_model()
+    message = str(info.value)
+    assert "cached pose model" in message and "delete it" in message and "\n" not in message
+
+
+def test_the_shared_pose_model_passes_the_check(pose_model_path):
+    pose_module.check_pose_model(pose_model_path)
+
+
+class _Server(http.server.BaseHTTPRequestHandler):
+    """Announces ``length`` bytes and sends ``body`` (then closes), like a connection cut short."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(self.server.length))
+        self.end_headers()
+        self.wfile.write(self.server.body)
+        self.close_connection = True
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(body: bytes, length: int | None = None) -> str:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Server)  # local only
+        server.body, server.length = body, len(body) if length is None else length
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/pose_landmarker_full.task"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_short_or_invalid_downloads_never_reach_the_cache(tmp_path, serve):
+    bundle = fake_bundle(tmp_path / "good.task").read_bytes()
+    target = tmp_path / "cache" / "model.task"
+    with pytest.raises(OSError, match=f"stopped after 300 of {len(bundle)} bytes"):
+        pose_module.download(serve(bundle[:300], len(bundle)), target, validate=pose_module.check_pose_model)
+    with pytest.raises(ValueError, match="not a .task bundle"):
+        pose_module.download(serve(b"<html>rate limited</html>"), target, validate=pose_module.check_pose_model)
+    assert not list(target.parent.iterdir())  # neither the final name nor a temporary file
+    assert pose_module.download(serve(bundle), target, validate=pose_module.check_pose_model) == target
+    assert target.read_bytes() == bundle
