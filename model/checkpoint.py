@@ -18,6 +18,7 @@ trainer, the exporters and the real-time engine need to use the model without ot
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,27 @@ class Checkpoint:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def build(self, strict: bool = True) -> nn.Module:
-        """Rebuild the model and load the weights (in eval mode)."""
+        """Rebuild the model and load the weights (in eval mode); :class:`CheckpointError` (one
+        line) when the header names arguments the model does not take or the weights do not fit."""
         hparams = dict(self.hparams)
         if "backbone_weights" in hparams:  # the trained weights replace them: never fetch again
             hparams["backbone_weights"] = None
-        net = build_model(self.model_name, self.num_classes, **hparams)
+        try:
+            net = build_model(self.model_name, self.num_classes, **hparams)
+        except TypeError as exc:  # e.g. an argument this version of the model does not have
+            raise CheckpointError(f"checkpoint's {self.model_name} arguments do not fit this star-har: {exc}") from None
+        own = net.state_dict()
+        missing = sorted(set(own) - set(self.state_dict)) if strict else []
+        unexpected = sorted(set(self.state_dict) - set(own)) if strict else []
+        resized = sorted(k for k, v in self.state_dict.items() if k in own and own[k].shape != v.shape)
+        if missing or unexpected or resized:
+            def names(keys: list[str]) -> str:
+                return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+            problems = [f"{what}: {names(keys)}" for what, keys in
+                        (("missing", missing), ("unexpected", unexpected), ("other shape", resized)) if keys]
+            raise CheckpointError(f"the weights do not match the checkpoint's own {self.model_name} header "
+                                  f"({'; '.join(problems)})")
         net.load_state_dict(self.state_dict, strict=strict)
         return net.eval()
 
@@ -111,7 +128,12 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/corrupt/unsafe files
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):  # weights_only refused pickled code: never run it
+            raise CheckpointError(f"{path} is not a star-har checkpoint (it holds pickled Python objects, "
+                                  "which are never loaded)") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from None
+    except Exception as exc:  # torch raises many types for truncated/corrupt files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
@@ -121,7 +143,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                               f"this star-har reads up to v{FORMAT_VERSION}: upgrade star-har")
     try:
         sampling = raw["sampling"]
-        return Checkpoint(
+        checkpoint = Checkpoint(
             model_name=raw["model"]["name"],
             num_classes=int(raw["model"]["num_classes"]),
             hparams=dict(raw["model"]["hparams"]),
@@ -134,3 +156,10 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is an incomplete star-har checkpoint: {exc}") from None
+    if len(checkpoint.class_names) != checkpoint.num_classes:
+        raise CheckpointError(f"{path}: the model has {checkpoint.num_classes} outputs but "
+                              f"{len(checkpoint.class_names)} class names")
+    if checkpoint.sampling.frames_per_window < 1 or not checkpoint.sampling.window_seconds > 0:
+        raise CheckpointError(f"{path}: invalid sampling {checkpoint.sampling} (frames_per_window >= 1 and "
+                              "window_seconds > 0 needed)")
+    return checkpoint

@@ -54,3 +54,42 @@ def test_save_checks_class_names_and_layout(tmp_path):
         _save(tmp_path / "a.pt", class_names=["one"])
     with pytest.raises(KeyError):
         _save(tmp_path / "b.pt", joint_layout="smpl")
+
+
+def test_pickled_objects_are_refused_as_not_a_checkpoint(tmp_path):
+    path = tmp_path / "pickled.pt"
+    torch.save({"format": "star-har-checkpoint", "payload": object()}, path)
+    with pytest.raises(CheckpointError, match="is not a star-har checkpoint .it holds pickled Python objects"):
+        load_checkpoint(path)
+
+
+def _edit(path, change):
+    raw = torch.load(path, weights_only=True)
+    change(raw)
+    torch.save(raw, path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda raw: raw["class_names"].pop(), "the model has 3 outputs but 2 class names"),
+    (lambda raw: raw["sampling"].update(frames_per_window=0), "invalid sampling"),
+])
+def test_inconsistent_headers_are_refused_on_load(tmp_path, change, message):
+    path = tmp_path / "ck.pt"
+    _save(path)
+    _edit(path, change)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda raw: raw["model"]["hparams"].update(dim=64), "weights do not match .* header .other shape"),
+    (lambda raw: raw["state_dict"].pop("head.1.weight"), "weights do not match .* header .missing: head.1.weight"),
+    (lambda raw: raw["model"]["hparams"].update(wings=2), "arguments do not fit this star-har"),
+])
+def test_weights_that_do_not_fit_the_header_are_one_line_errors(tmp_path, change, message):
+    path = tmp_path / "ck.pt"
+    _save(path)
+    _edit(path, change)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_checkpoint(path).build()
+    assert "\n" not in str(info.value)

@@ -217,3 +217,22 @@ def test_unknown_class_is_a_one_line_error(npz_data, tmp_path, capsys):
                  "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "fly" in err and "\n" not in err
+
+
+def test_one_corrupt_file_does_not_abort_an_evaluation(tmp_path, caplog):
+    from train_fixtures import write_penn_mat
+
+    from star_har.model import TemporalSampling, build_model, save_checkpoint
+    from star_har.train.evaluate import evaluate_checkpoint
+
+    data = tmp_path / "penn"
+    data.mkdir()
+    for i in range(4):
+        write_penn_mat(data / f"{i:04d}.mat", action="squat", num_frames=30, seed=i)
+    (data / "0004.mat").write_bytes(b"MATLAB 5.0 MAT-file, cut short")
+    net = build_model("star", 2, **{k: v for k, v in TINY.items() if k not in ("name", "layout")})
+    save_checkpoint(tmp_path / "ck.pt", net, model_name="star", class_names=["squat", "wave"],
+                    joint_layout="penn13", sampling=TemporalSampling(16, 1.0))
+    report = evaluate_checkpoint(tmp_path / "ck.pt", data, windows=1, output=tmp_path / "eval")
+    assert report["sequences"] == 4
+    assert "skipped 1 corrupt Penn Action files of 5" in caplog.text

@@ -219,7 +219,10 @@ def load_training_state(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
         raise MissingFileError(f"nothing to resume: {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise InvalidInputError(f"cannot resume: {path} is unreadable (truncated?): delete it to train "
+                                    "from the start") from None
         raise InvalidInputError(f"cannot resume: {path} is not a star-har training state (it holds pickled "
                                 "Python objects, which are never loaded)") from None
     except Exception as exc:  # torch raises many types for a truncated file

@@ -12,8 +12,8 @@ import torch
 
 from star_har.errors import InvalidInputError
 from star_har.model import load_checkpoint
-from star_har.train.datasets import load_sequences
-from star_har.train.datasets.base import stratified_split
+from star_har.train.config import DataConfig
+from star_har.train.datasets import load_sequences, load_splits
 from star_har.train.engine import predict_windows
 from star_har.train.metrics import plot_confusion, summarize
 from star_har.train.windows import WindowDataset
@@ -27,19 +27,18 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, kind: str
                         val_fraction: float = 0.15, split_seed: int = 0) -> dict[str, Any]:
     """Evaluate and write ``report.json`` and ``confusion.png`` into ``output``.
 
-    ``split``: ``all`` sequences, or the ``train`` / ``val`` part of the stratified hold-out that
-    training used (same ``val_fraction`` and ``split_seed``; a dataset's own split wins).
-    Sequences of classes the checkpoint does not know raise ValueError.
+    ``split``: ``all`` sequences, or the ``train`` / ``val`` part of the hold-out that training
+    used: the same rule (:func:`~star_har.train.datasets.load_splits`) with the same
+    ``val_fraction`` and ``split_seed``. Unreadable files are skipped and counted in the log, not
+    fatal. Sequences of classes the checkpoint does not know raise ValueError.
     """
     ck = load_checkpoint(checkpoint)
-    data = {"kind": kind, "protocol": protocol or "xsub", "pose_model": pose_model}
-    sequences = load_sequences(data, str(data_root))
-    if split != "all":
-        if any(s.split in ("val", "test") for s in sequences):
-            held = [s for s in sequences if s.split in ("val", "test")]
-            kept = [s for s in sequences if s.split not in ("val", "test")]
-        else:
-            kept, held = stratified_split(sequences, val_fraction, split_seed)
+    data = DataConfig(kind=kind, root=str(data_root), protocol=protocol or "xsub", pose_model=pose_model,
+                      val_fraction=val_fraction, split_seed=split_seed).model_dump()
+    if split == "all":
+        sequences = load_sequences(data, str(data_root), skip_corrupt=True)
+    else:
+        kept, held, _ = load_splits(data, skip_corrupt=True)
         sequences = held if split == "val" else kept
     if not sequences:
         raise InvalidInputError(f"no sequences to evaluate in {data_root} (split {split})")

@@ -14,12 +14,13 @@ log = logging.getLogger(__name__)
 KINDS = ("penn_action", "ntu", "clips", "npz", "utd_mhad", "msr_action3d", "everyday")
 
 
-def load_sequences(data: dict[str, Any], root: str | None) -> list[Sequence]:
-    """All sequences of the dataset at ``root`` described by a config ``data`` section."""
+def load_sequences(data: dict[str, Any], root: str | None, skip_corrupt: bool = False) -> list[Sequence]:
+    """All sequences of the dataset at ``root`` described by a config ``data`` section
+    (``skip_corrupt``: skip and count unreadable Penn Action files instead of failing)."""
     kind = data["kind"]
     if kind == "penn_action":
         from star_har.train.datasets.penn import load_penn_action
-        return load_penn_action(root)
+        return load_penn_action(root, skip_corrupt=skip_corrupt)
     if kind == "ntu":
         from star_har.train.datasets.ntu import load_ntu
         return load_ntu(root, protocol=data.get("protocol", "xsub"))
@@ -41,7 +42,7 @@ def load_sequences(data: dict[str, Any], root: str | None) -> list[Sequence]:
     raise InvalidInputError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
 
 
-def load_splits(data: dict[str, Any]) -> tuple[list[Sequence], list[Sequence], list[str]]:
+def load_splits(data: dict[str, Any], skip_corrupt: bool = False) -> tuple[list[Sequence], list[Sequence], list[str]]:
     """(train, validation, class_names) for a config ``data`` section.
 
     Validation comes from ``val_root`` when given, else from the subjects ``val_subjects``, else
@@ -51,9 +52,9 @@ def load_splits(data: dict[str, Any]) -> tuple[list[Sequence], list[Sequence], l
     """
     if not data.get("root") and data.get("kind") != "everyday":
         raise InvalidInputError("no dataset given: set data.root in the config or pass --data")
-    sequences = load_sequences(data, data.get("root"))
+    sequences = load_sequences(data, data.get("root"), skip_corrupt)
     if data.get("val_root"):
-        train, val = sequences, load_sequences(data, data["val_root"])
+        train, val = sequences, load_sequences(data, data["val_root"], skip_corrupt)
     elif data.get("val_subjects") and data.get("kind") != "everyday":
         train, val = subject_split(sequences, data["val_subjects"])
     elif any(s.split in ("val", "test") for s in sequences):
