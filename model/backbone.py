@@ -58,6 +58,10 @@ class MC18Features(nn.Module):
     MC18 convolves in 3-D only in its first stage and uses 2-D (1 x 3 x 3) convolutions with
     stride (1, 2, 2) afterwards, so every stage keeps all T input frames.
 
+    Weights and activations are kept channels-last (``torch.channels_last_3d``): the same
+    arithmetic in another memory order (outputs agree to float rounding, ~1e-5), which oneDNN's
+    CPU convolutions run about 15 % faster (README, "RGB stream speed on CPU").
+
     Input ``(B, 3, T, H, W)`` normalised with ``KINETICS_MEAN`` / ``KINETICS_STD``.
     Output ``(middle, last)`` of shapes ``(B, C_mid, T, H/s_mid, W/s_mid)`` and
     ``(B, C_last, T, H/s_last, W/s_last)`` (channels and strides in ``STAGE_*``).
@@ -74,9 +78,10 @@ class MC18Features(nn.Module):
         self.middle_stage, self.last_stage = middle_stage, last_stage
         kept = stages[: stages.index(last_stage) + 1]
         self.stages = nn.ModuleDict({name: getattr(net, name) for name in kept})
+        self.to(memory_format=torch.channels_last_3d)
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.stem(frames)
+        x = self.stem(frames.contiguous(memory_format=torch.channels_last_3d))
         middle = x
         for name, stage in self.stages.items():
             x = stage(x)
