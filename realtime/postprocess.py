@@ -3,6 +3,8 @@
 Consecutive windows overlap, so their class probabilities are smoothed with an exponential moving
 average; below ``threshold`` the answer is "no confident action" instead of a guess, and windows
 where nobody is in view for most frames are "no person in view" (the model is not even run).
+A checkpoint's open-set calibration (:class:`~star_har.model.openset.OpenSet`: temperature,
+threshold, background class) decides what is confident unless a threshold is given explicitly.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from star_har.errors import InvalidInputError
+from star_har.model.openset import BACKGROUND, OpenSet
 from star_har.realtime.ring_buffer import FrameRange, Window
 
 ACTION, UNCERTAIN, NO_PERSON = "action", "uncertain", "no_person"
+DEFAULT_THRESHOLD = 0.5  # for checkpoints without an open-set calibration
 
 
 @dataclass
@@ -23,7 +27,8 @@ class Prediction(FrameRange):
     """What the pipeline concluded about one window.
 
     state: ``"action"`` (``label`` is confident), ``"uncertain"`` (best score below the
-        threshold; ``label`` is None) or ``"no_person"`` (nobody in view; model not run).
+        threshold, or the background class; ``label`` is None) or ``"no_person"`` (nobody in
+        view; model not run).
     score: smoothed probability of the best class (0 without a person).
     top_k: ``[(label, probability), ...]`` best first, smoothed.
     probabilities: ``(K,)`` smoothed class probabilities (None without a person).
@@ -75,27 +80,26 @@ class Prediction(FrameRange):
         }
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits)
-    exp = np.exp(shifted)
-    return exp / exp.sum()
-
-
 class PostProcessor:
     """Turns per-window logits into :class:`Prediction` s (keeps the smoothing state).
 
-    threshold: minimum smoothed probability to name an action. smoothing: EMA weight of the past
-    in [0, 1) (0 = each window on its own). top_k: classes listed. min_person_fraction: share of
-    a window's frames that must show a person for the model to run.
+    threshold: minimum smoothed probability to name an action (None: the calibrated one of
+    ``open_set``, else 0.5). smoothing: EMA weight of the past in [0, 1) (0 = each window on its
+    own). top_k: classes listed. min_person_fraction: share of a window's frames that must show a
+    person for the model to run. open_set: the checkpoint's calibration (its temperature scales
+    the logits); None = plain softmax.
     """
 
-    def __init__(self, class_names: list[str], threshold: float = 0.5, smoothing: float = 0.5,
-                 top_k: int = 3, min_person_fraction: float = 0.5) -> None:
+    def __init__(self, class_names: list[str], threshold: float | None = None, smoothing: float = 0.5,
+                 top_k: int = 3, min_person_fraction: float = 0.5, open_set: OpenSet | None = None) -> None:
+        if threshold is None:
+            threshold = open_set.threshold if open_set is not None else DEFAULT_THRESHOLD
         if not 0.0 <= smoothing < 1.0:
             raise InvalidInputError(f"smoothing must be in [0, 1), got {smoothing}")
         if not 0.0 <= threshold <= 1.0:
             raise InvalidInputError(f"threshold must be in [0, 1], got {threshold}")
         self.class_names = list(class_names)
+        self.open_set = open_set or OpenSet()
         self.threshold, self.smoothing = threshold, smoothing
         self.top_k = max(1, min(top_k, len(self.class_names)))
         self.min_person_fraction = min_person_fraction
@@ -118,14 +122,14 @@ class PostProcessor:
         """Prediction for ``window`` from the model's ``(K,)`` logits and ``(T,)`` importance."""
         if len(logits) != len(self.class_names):
             raise InvalidInputError(f"model gave {len(logits)} logits for {len(self.class_names)} classes")
-        probabilities = softmax(logits)
+        probabilities = self.open_set.probabilities(logits)
         if self._smoothed is not None:
             probabilities = self.smoothing * self._smoothed + (1.0 - self.smoothing) * probabilities
         self._smoothed = probabilities
         order = np.argsort(probabilities)[::-1][: self.top_k]
         top_k = [(self.class_names[i], float(probabilities[i])) for i in order]
         best_label, best_score = top_k[0]
-        confident = best_score >= self.threshold
+        confident = best_score >= self.threshold and best_label != BACKGROUND
         return Prediction(ACTION if confident else UNCERTAIN, best_label if confident else None,
                           best_score, top_k, probabilities.astype(np.float32),
                           np.asarray(importance, dtype=np.float32), window.frame_indices, window.timestamps)

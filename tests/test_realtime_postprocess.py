@@ -9,9 +9,10 @@ import queue
 import numpy as np
 import pytest
 
+from star_har.model.openset import OpenSet
 from star_har.realtime.metrics import Metrics
 from star_har.realtime.overlay import draw_overlay
-from star_har.realtime.postprocess import ACTION, NO_PERSON, UNCERTAIN, PostProcessor, softmax
+from star_har.realtime.postprocess import ACTION, NO_PERSON, UNCERTAIN, PostProcessor
 from star_har.realtime.ring_buffer import Window
 
 NAMES = ["clap", "jump", "squat", "wave"]
@@ -76,7 +77,7 @@ def test_invalid_settings():
         PostProcessor(NAMES, threshold=2.0)
     with pytest.raises(ValueError, match="logits"):
         PostProcessor(NAMES).update(window(), np.zeros(3), np.zeros(16))
-    assert softmax(np.array([1000.0, 1000.0])) == pytest.approx([0.5, 0.5])
+    assert OpenSet().probabilities(np.array([1000.0, 1000.0])) == pytest.approx([0.5, 0.5])
 
 
 def test_metrics_snapshot_and_summary():

@@ -1,4 +1,4 @@
-"""``star-har train`` and ``star-har eval``."""
+"""``star-har train``, ``star-har eval`` and ``star-har calibrate``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,22 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from star_har.train.config import load_config
+    from star_har.train.openset import calibrate_checkpoint
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, list(args.set or []))
+    result = calibrate_checkpoint(args.checkpoint, cfg["data"], keep=args.keep, batch_size=args.batch_size)
+    print(f"temperature {result['temperature']:.3f}, threshold {result['threshold']:.3f}: "
+          f"{result['in_vocabulary_shown_and_right']:.1%} of {result['windows']} validation windows "
+          f"({result['sequences']} videos) shown and right; stored in {args.checkpoint}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train or fine-tune a model from a YAML config",
@@ -125,3 +141,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--output", metavar="DIR", default="runs/eval", help="where the JSON report and PNG go")
     e.add_argument("--threads", type=positive_int, help="torch CPU threads")
     e.set_defaults(handler=run_eval)
+
+    c = subparsers.add_parser(
+        "calibrate", help="calibrate a checkpoint's open-set threshold on its validation split",
+        description="Fit a temperature and a confidence threshold on the validation windows of the "
+                    "config's split (held-out subjects for everyday) and store them in the checkpoint, "
+                    "where star-har run reads them: windows below the threshold show 'no confident "
+                    "action'. Out-of-vocabulary data is never used here: measure it with star-har eval.")
+    c.add_argument("--config", required=True, metavar="YAML", help="the config the checkpoint was trained with")
+    c.add_argument("--checkpoint", required=True, metavar="PT", help="checkpoint to calibrate (rewritten in place)")
+    c.add_argument("--keep", type=positive_float, default=0.95,
+                   help="share of the correctly classified validation windows that stay shown")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="config overrides, as for train")
+    c.add_argument("--batch-size", type=positive_int, default=64)
+    c.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    c.set_defaults(handler=run_calibrate)

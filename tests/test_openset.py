@@ -1,0 +1,107 @@
+"""Open-set behaviour: calibration on in-vocabulary validation windows, the checkpoint carrying it
+(with a merged vocabulary) and the real-time post-processor applying it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from train_fixtures import make_npz_dataset
+
+from star_har.model import build_model, load_checkpoint, save_checkpoint
+from star_har.model.checkpoint import TemporalSampling
+from star_har.model.openset import BACKGROUND, OpenSet
+from star_har.realtime.postprocess import ACTION, UNCERTAIN, PostProcessor
+from star_har.realtime.ring_buffer import Window
+from star_har.train.config import load_config
+from star_har.train.datasets.npz import load_npz_folder
+from star_har.train.engine import predict_windows, train
+from star_har.train.openset import calibrate, calibrate_checkpoint, fit_temperature, open_set_report
+from star_har.train.windows import WindowDataset
+
+NAMES = ["clap", "wave", "squat", BACKGROUND]
+
+
+def _window() -> Window:
+    return Window(None, np.zeros((16, 13, 3), np.float32), np.ones(16, bool), np.arange(16), np.arange(16) * 0.1, 0, 0)
+
+
+def _generated_logits(rng: np.random.Generator, count: int, classes: int, peaked: bool) -> tuple[np.ndarray, np.ndarray]:
+    """In-vocabulary windows: a clear peak at the label (sometimes wrong); out-of-vocabulary:
+    no class stands out."""
+    labels = rng.integers(0, classes, count)
+    logits = rng.normal(0, 1.0, (count, classes))
+    if peaked:
+        winner = np.where(rng.uniform(size=count) < 0.9, labels, rng.integers(0, classes, count))
+        logits[np.arange(count), winner] += rng.uniform(3.0, 8.0, count)
+    return logits, labels
+
+
+def test_calibration_keeps_right_windows_and_rejects_flat_ones():
+    rng = np.random.default_rng(0)
+    names = [f"c{i}" for i in range(6)]
+    known, labels = _generated_logits(rng, 2000, 6, peaked=True)
+    unknown, _ = _generated_logits(rng, 2000, 6, peaked=False)
+    open_set = calibrate(known, labels, names, keep=0.95)
+    report = open_set_report(known, labels, unknown, names, open_set)
+    accuracy = float((known.argmax(1) == labels).mean())
+    assert report["in_vocabulary_shown_and_right"] == pytest.approx(0.95 * accuracy, abs=0.01)
+    assert report["out_of_vocabulary_confident"] < 0.1
+    # without calibration (plain softmax, threshold 0.5) flat logits still often look confident
+    assert open_set_report(known, labels, unknown, names, OpenSet())["out_of_vocabulary_confident"] > 0.2
+
+
+def test_temperature_fits_overconfident_logits():
+    rng = np.random.default_rng(1)
+    logits, labels = _generated_logits(rng, 2000, 5, peaked=True)
+    assert fit_temperature(logits * 4, labels) == pytest.approx(4 * fit_temperature(logits, labels), rel=0.15)
+
+
+def test_postprocessor_applies_the_checkpoint_calibration():
+    open_set = OpenSet(temperature=2.0, threshold=0.6)
+    post = PostProcessor(NAMES, smoothing=0.0, open_set=open_set)
+    assert post.threshold == 0.6
+    logits = np.log(np.array([0.8, 0.1, 0.05, 0.05]))  # 0.8 plain, about 0.6 at T = 2
+    p = post.update(_window(), logits, np.zeros(16))
+    assert p.score == pytest.approx(open_set.probabilities(logits)[0]) and p.score < 0.8
+    assert p.state == (ACTION if p.score >= 0.6 else UNCERTAIN)
+    background = post.update(_window(), np.array([0.0, 0.0, 0.0, 9.0]), np.zeros(16))
+    assert background.state == UNCERTAIN and background.label is None and background.text() == "no confident action"
+    assert PostProcessor(NAMES, threshold=0.3, open_set=open_set).threshold == 0.3  # explicit wins
+    assert PostProcessor(NAMES).threshold == 0.5
+
+
+def test_merged_vocabulary_and_calibration_round_trip_through_the_checkpoint(tmp_path):
+    names = ["clap", "draw_circle", "wave", BACKGROUND]
+    net = build_model("star", len(names), num_joints=20, dim=32, depth=1, num_heads=2)
+    meta = {"open_set": OpenSet(1.7, 0.42).to_meta(), "merge": {"wave": ["wave_hand", "high_arm_wave"]}}
+    save_checkpoint(tmp_path / "ck.pt", net, model_name="star", class_names=names, joint_layout="utd20",
+                    sampling=TemporalSampling(16, 4.0), meta=meta)
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    assert ck.class_names == names and ck.joint_layout == "utd20" and ck.meta["merge"] == meta["merge"]
+    assert OpenSet.from_meta(ck.meta) == OpenSet(1.7, 0.42)
+    assert OpenSet.from_meta({}) is None
+
+
+def test_calibrate_checkpoint_on_generated_out_of_vocabulary_motion(tmp_path):
+    """A tiny model trained on two generated motions, calibrated on their held-out sequences,
+    then shown the third motion it never saw."""
+    torch.set_num_threads(1)
+    data = make_npz_dataset(tmp_path / "data", per_class=12, motions=("arms_up", "squat"))
+    unknown = make_npz_dataset(tmp_path / "unknown", per_class=6, seed=5, motions=("wave",))
+    cfg = load_config(None, [f"data.root={data}", "data.kind=npz", f"output={tmp_path / 'run'}",
+                             "data.val_fraction=0.25", "data.window_seconds=1.0", "data.eval_windows=3",
+                             "batch_size=8", "epochs=6", "optim.name=adamw", "optim.lr=3e-3", "data.repeats=4"])
+    cfg["model"] = {"name": "star", "modality": "pose", "layout": "penn13", "dim": 32, "depth": 1, "num_heads": 2}
+    cfg["augment"] = {"joint_dropout": 0.0, "point_dropout": 0.0, "frame_dropout": 0.0, "lower_body_dropout": 0.0}
+    train(cfg, progress=False)
+    checkpoint = tmp_path / "run" / "best.pt"
+    result = calibrate_checkpoint(checkpoint, cfg["data"], keep=0.9, progress=False)
+    ck = load_checkpoint(checkpoint)
+    open_set = OpenSet.from_meta(ck.meta)
+    assert open_set == OpenSet(result["temperature"], result["threshold"]) and 0 < open_set.threshold <= 1
+    assert result["in_vocabulary_shown_and_right"] >= 0.8
+    waves = WindowDataset(load_npz_folder(unknown), ["wave"], "penn13", ck.sampling, None, windows_per_sequence=3)
+    logits, _, _ = predict_windows(ck.build(), waves, 16, torch.device("cpu"), progress=False)
+    report = open_set_report(np.zeros((0, 2)), np.zeros(0, int), logits, ck.class_names, open_set)
+    assert report["out_of_vocabulary_windows"] == 18 and 0.0 <= report["out_of_vocabulary_confident"] <= 1.0
