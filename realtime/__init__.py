@@ -6,8 +6,24 @@ Stages (each a small module, joined by bounded queues in :mod:`realtime.pipeline
 and :mod:`realtime.overlay` draws the results. This package never imports ``train``.
 """
 
+from pathlib import Path
+
+from star_har.errors import UnknownNameError
 from star_har.files import packaged_file
 
-#: The checkpoint ``star-har run`` and the GUI use unless told otherwise (STAR, pose, Penn Action),
-#: shipped as package data so that it is found from a checkout and from an installed wheel alike.
-DEFAULT_CHECKPOINT = packaged_file("star_har.assets", "star_pose_penn.pt")
+#: The shipped models by name (``--model NAME``; ``--checkpoint PATH`` takes your own), shipped as
+#: package data so that they are found from a checkout and from an installed wheel alike.
+MODELS = {"everyday": "star_pose_everyday.pt", "penn-sports": "star_pose_penn.pt"}
+#: The webcam's default (``star-har run``, the GUI) and the generated demo clip's (Penn actions).
+DEFAULT_MODEL, DEMO_MODEL = "everyday", "penn-sports"
+
+
+def model_checkpoint(name: str) -> Path:
+    """The packaged checkpoint of a shipped model name."""
+    if name not in MODELS:
+        raise UnknownNameError(f"unknown model {name!r}; shipped: {', '.join(MODELS)} (or pass --checkpoint PATH)")
+    return packaged_file("star_har.assets", MODELS[name])
+
+
+#: The checkpoint ``star-har run`` and the GUI use unless told otherwise.
+DEFAULT_CHECKPOINT = model_checkpoint("penn-sports")

@@ -11,16 +11,28 @@ import argparse
 from dataclasses import fields
 
 from star_har.args import positive_float, positive_int
+from star_har.realtime import MODELS, model_checkpoint
 from star_har.realtime.config import PipelineConfig
 from star_har.realtime.engines.table import DEVICES, engine_choices
 
 default = PipelineConfig.default
 
+
+class _ModelName(argparse.Action):
+    """``--model NAME``: the shipped checkpoint of that name, into the ``checkpoint`` field."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        setattr(namespace, self.dest, str(model_checkpoint(value)))
+
+
 # option name -> (PipelineConfig field, add_argument keywords)
 OPTIONS: dict[str, tuple[str, dict]] = {
     "--source": ("source", dict(default=default("source"),
                                 help="webcam index (0), video file, rtsp:// or http(s):// URL, or folder of images")),
-    "--checkpoint": ("checkpoint", dict(default=str(default("checkpoint")), help="star-har checkpoint (.pt)")),
+    "--checkpoint": ("checkpoint", dict(default=str(default("checkpoint")), metavar="PT",
+                                        help="your own star-har checkpoint (.pt) instead of a shipped --model")),
+    "--model": ("checkpoint", dict(action=_ModelName, choices=list(MODELS), default=argparse.SUPPRESS,
+                                   help=f"a shipped model by name: {', '.join(MODELS)}")),
     "--engine": ("engine", dict(default=default("engine"), choices=engine_choices(),
                                 help="inference engine (auto: the fastest available here)")),
     "--device": ("device", dict(default=default("device"), choices=DEVICES, help="inference device")),
@@ -49,8 +61,9 @@ FIELDS = {f.name for f in fields(PipelineConfig)}
 
 
 def add_pipeline_options(parser: argparse.ArgumentParser, *names: str, **overrides: dict) -> None:
-    """Add the options ``names`` (e.g. ``"--engine"``); ``overrides`` maps a field to changed keywords."""
-    for name in names:
+    """Add the options ``names`` (e.g. ``"--engine"``); ``overrides`` maps a field to changed keywords.
+    ``--checkpoint`` comes with ``--model`` (the two ways to choose a model)."""
+    for name in [n for given in names for n in ((given, "--model") if given == "--checkpoint" else (given,))]:
         field, kwargs = OPTIONS[name]
         parser.add_argument(name, dest=field, **{**kwargs, **overrides.get(field, {})})
 

@@ -105,3 +105,17 @@ def test_calibrate_checkpoint_on_generated_out_of_vocabulary_motion(tmp_path):
     logits, _, _ = predict_windows(ck.build(), waves, 16, torch.device("cpu"), progress=False)
     report = open_set_report(np.zeros((0, 2)), np.zeros(0, int), logits, ck.class_names, open_set)
     assert report["out_of_vocabulary_windows"] == 18 and 0.0 <= report["out_of_vocabulary_confident"] <= 1.0
+
+
+def test_models_are_chosen_by_name():
+    from star_har.cli import build_parser
+    from star_har.errors import UnknownNameError
+    from star_har.realtime import MODELS, model_checkpoint
+
+    assert set(MODELS) == {"everyday", "penn-sports"}
+    parser = build_parser()
+    chosen = parser.parse_args(["run", "--model", "penn-sports"]).checkpoint
+    assert chosen == str(model_checkpoint("penn-sports")) and chosen.endswith("assets/star_pose_penn.pt")
+    assert parser.parse_args(["run", "--checkpoint", "mine.pt"]).checkpoint == "mine.pt"
+    with pytest.raises(UnknownNameError, match="shipped: everyday, penn-sports"):
+        model_checkpoint("sports")
