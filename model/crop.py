@@ -7,9 +7,10 @@ given the model's aspect ratio, shifted inside the frame where it fits and padde
 Kinetics mean colour (0 after normalisation) where it does not. The crop is resized to the model's
 input size and the keypoints are mapped into its pixels.
 
-Before cropping, each frame is reduced to a working copy whose shorter side is at most
-``WORKING_FACTOR`` x the input size: the ring buffer keeps such copies (a full-HD frame per buffer
-entry would cost gigabytes), and training reduces the same way, so both crop from identical pixels.
+Before cropping, each frame is reduced to a working copy (by an integer factor, keeping its shorter
+side at least ``WORKING_FACTOR`` x the input size): the ring buffer keeps such copies (a full-HD frame
+per buffer entry would cost gigabytes), and training reduces the same way, so both crop from
+identical pixels.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from star_har.model.backbone import KINETICS_MEAN, normalize_video
 
-WORKING_FACTOR = 3        # working copy: shorter side <= 3 x the model's input size
+WORKING_FACTOR = 3        # working copy: shorter side >= 3 x the model's input size
 CROP_MARGIN = 0.25        # added on each side, as a fraction of the joints' box
 MIN_BOX_FRACTION = 0.25   # the box is at least this share of the frame's height (a lone joint)
 MIN_CONFIDENCE = 0.2      # joints at or below this confidence do not shape the box
@@ -28,17 +29,16 @@ _PAD_BGR = tuple(round(255 * m) for m in reversed(KINETICS_MEAN))
 
 def working_frame(image: np.ndarray, keypoints: np.ndarray, size: tuple[int, int]
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` (H, W, 3) and its ``keypoints`` (..., 3) in pixels, reduced (INTER_AREA) so the
-    shorter side is at most ``WORKING_FACTOR * max(size)``; unchanged when already that small."""
-    limit = WORKING_FACTOR * max(size)
+    """``image`` (H, W, 3) and its ``keypoints`` (..., 3) in pixels, reduced (INTER_AREA) by the
+    largest integer factor that keeps the shorter side at least ``WORKING_FACTOR * max(size)``;
+    unchanged when that factor is 1. (Integer factors are exact box averages and fast.)"""
     height, width = image.shape[:2]
-    scale = limit / min(height, width)
-    if scale >= 1.0:
+    factor = min(height, width) // (WORKING_FACTOR * max(size))
+    if factor < 2:
         return image, keypoints
-    reduced = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                         interpolation=cv2.INTER_AREA)
-    factor = np.array([reduced.shape[1] / width, reduced.shape[0] / height, 1.0], np.float32)
-    return reduced, (keypoints * factor).astype(np.float32)
+    reduced = cv2.resize(image, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+    scale = np.array([reduced.shape[1] / width, reduced.shape[0] / height, 1.0], np.float32)
+    return reduced, (keypoints * scale).astype(np.float32)
 
 
 def person_box(keypoints: np.ndarray, frame_size: tuple[int, int], size: tuple[int, int],

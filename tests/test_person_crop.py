@@ -86,8 +86,8 @@ def test_working_copies_bound_the_frame_size_and_carry_the_keypoints():
     image = np.zeros((1080, 1920, 3), np.uint8)
     kps = np.array([[960.0, 540.0, 0.9]], np.float32)
     small, moved = working_frame(image, kps, (112, 112))
-    assert small.shape == (WORKING_FACTOR * 112, 597, 3)
-    assert moved[0] == pytest.approx([960 * 597 / 1920, 540 * 336 / 1080, 0.9])
+    assert WORKING_FACTOR == 3 and small.shape == (360, 640, 3)  # 1080 // 336 = 3: a third, >= 336
+    assert moved[0] == pytest.approx([320.0, 180.0, 0.9])
     same, kept = working_frame(small, moved, (112, 112))
     assert same is small and kept is moved
 
