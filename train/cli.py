@@ -68,8 +68,9 @@ def run_eval(args: argparse.Namespace) -> int:
                                  protocol=args.protocol, pose_model=args.pose_model, split=args.split,
                                  windows=args.windows, batch_size=args.batch_size, output=args.output,
                                  val_fraction=args.val_fraction, split_seed=args.split_seed)
-    print(f"{report['sequences']} sequences, {report['windows']} windows: top-1 {report['top1']:.4f} "
-          f"(single window {report['window_top1']:.4f}), top-5 {report['top5']:.4f}")
+    print(f"{report['sequences']} sequences, {report['windows']} windows: top-1 of the centred window "
+          f"{report['centred_window_top1']:.4f}, mean over all windows {report['all_windows_top1']:.4f}, "
+          f"per video (windows averaged) {report['video_top1']:.4f}; video top-5 {report['video_top5']:.4f}")
     for name, acc in report["per_class"].items():
         print(f"  {name:<24} {'-' if acc is None else f'{acc:.3f}'}")
     print(f"report: {report['json']}, confusion matrix: {report['confusion_png']}")
@@ -136,7 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--split-seed", type=int, default=_data_default("split_seed"),
                    help="seed of the held-out split for --split train/val")
     e.add_argument("--windows", type=positive_int, default=_data_default("eval_windows"),
-                   help="windows averaged per video")
+                   help="windows spread evenly over each video (an odd count includes the centred one)")
     e.add_argument("--batch-size", type=positive_int, default=64)
     e.add_argument("--output", metavar="DIR", default="runs/eval", help="where the JSON report and PNG go")
     e.add_argument("--threads", type=positive_int, help="torch CPU threads")

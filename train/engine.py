@@ -367,8 +367,9 @@ def _validate(net: nn.Module, val_set: WindowDataset, class_names: list[str], cf
     scores, labels, sequences = predict_windows(net, val_set, int(cfg["batch_size"]), device, amp, progress)
     report = summarize(scores, labels, sequences, class_names)
     loss = F.cross_entropy(torch.from_numpy(scores), torch.from_numpy(labels)).item()
-    return {"val_loss": loss, "val_window_top1": report["window_top1"], "val_top1": report["top1"],
-            "val_top5": report["top5"], "val_report": report}
+    return {"val_loss": loss, "val_window_top1": report["all_windows_top1"],
+            "val_centred_window_top1": report["centred_window_top1"], "val_top1": report["video_top1"],
+            "val_top5": report["video_top5"], "val_report": report}
 
 
 def _log_epoch(record: dict, history: list[dict], writer, out: Path, improved: bool) -> None:
@@ -416,7 +417,7 @@ def _finish(cfg: dict[str, Any], command: str | None, out: Path, history: list[d
         report = next((h["val_report"] for h in history if h["epoch"] == best.get("epoch") and "val_report" in h), None)
         if report is not None:
             plot_confusion(np.array(report["confusion"]), class_names, out / "confusion.png",
-                           f"validation, epoch {best['epoch']} (multi-window top-1 {report['top1']:.3f})")
+                           f"validation, epoch {best['epoch']} (video top-1 {report['video_top1']:.3f})")
             summary["validation"] = report
         if export is not None:
             save_checkpoint(export, ck.build(), model_name=ck.model_name, class_names=ck.class_names,

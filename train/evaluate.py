@@ -54,6 +54,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, kind: str
                    "windows_per_sequence": windows, "json": str(out / "report.json"),
                    "confusion_png": str(out / "confusion.png")})
     plot_confusion(np.array(report["confusion"]), ck.class_names, out / "confusion.png",
-                   f"{Path(checkpoint).name} on {Path(data_root).name}, {split} (top-1 {report['top1']:.3f})")
+                   f"{Path(checkpoint).name} on {Path(data_root).name}, {split} (video top-1 {report['video_top1']:.3f})")
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
