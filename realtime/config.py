@@ -28,7 +28,7 @@ class PipelineConfig:
     fp16: bool = False
     # 0.3 s: a whole number of the shipped model's 0.1 s window steps, so pose runs on the fewest frames
     hop_seconds: float = 0.3
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the checkpoint's calibrated open-set threshold, else 0.5
     smoothing: float = 0.5
     top_k: int = 3
     min_person_fraction: float = 0.5

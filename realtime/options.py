@@ -41,7 +41,8 @@ OPTIONS: dict[str, tuple[str, dict]] = {
                                           help="seconds between two predictions (converted to frames at the "
                                                "stream's frame rate)")),
     "--threshold": ("threshold", dict(type=float, default=default("threshold"),
-                                      help="smoothed probability below which the answer is 'no confident action'")),
+                                      help="smoothed probability below which the answer is 'no confident action' "
+                                           "(default: the checkpoint's calibrated threshold, else 0.5)")),
     "--smoothing": ("smoothing", dict(type=float, default=default("smoothing"),
                                       help="weight of the previous windows in the moving average of "
                                            "probabilities (0 = off)")),

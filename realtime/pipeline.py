@@ -44,6 +44,7 @@ import numpy as np
 
 from star_har.errors import StarHarError
 from star_har.model import Checkpoint, load_checkpoint
+from star_har.model.openset import OpenSet
 from star_har.realtime import DEFAULT_CHECKPOINT
 from star_har.realtime.capture import CaptureThread, Frame, FrameSource, open_source
 from star_har.realtime.config import PipelineConfig, hop_frames
@@ -142,7 +143,8 @@ class Pipeline:
         self.ring = RingBuffer(self.sampling, self.hop, needs_frames=bool(engine.needs_frames),
                                input_size=engine.input_size or (112, 112))
         self.postprocess = PostProcessor(self.class_names, config.threshold, config.smoothing,
-                                         config.top_k, config.min_person_fraction)
+                                         config.top_k, config.min_person_fraction,
+                                         open_set=OpenSet.from_meta(self.checkpoint.meta))
         self.latest_prediction: Prediction | None = None
         self.latest_update: FrameUpdate | None = None
         self.error: str | None = None

@@ -92,12 +92,14 @@ class MainWindow(QMainWindow):
         self.hop_spin.setValue(self.config.hop_seconds)
         self.hop_spin.setToolTip("seconds between two predictions (applies live)")
         self.threshold_spin = QDoubleSpinBox()
-        self.threshold_spin.setRange(0.0, 1.0)
+        # the value below 0 reads "calibrated": the checkpoint's own open-set threshold
+        self.threshold_spin.setRange(-0.05, 1.0)
+        self.threshold_spin.setSpecialValueText("calibrated")
         self.threshold_spin.setSingleStep(0.05)
-        self.threshold_spin.setValue(self.config.threshold)
+        self.threshold_spin.setValue(-0.05 if self.config.threshold is None else self.config.threshold)
         self.threshold_spin.setToolTip("below this smoothed probability: 'no confident action' (applies live)")
         self.hop_spin.valueChanged.connect(lambda v: self.controller.update_settings(hop_seconds=v))
-        self.threshold_spin.valueChanged.connect(lambda v: self.controller.update_settings(threshold=v))
+        self.threshold_spin.valueChanged.connect(lambda v: self.controller.update_settings(threshold=self._threshold()))
 
     def _build_layout(self) -> None:
         self.video = VideoView()
@@ -195,7 +197,12 @@ class MainWindow(QMainWindow):
         source = self.source_box.itemData(index) if index >= 0 else text
         return replace(self.config, source=source, checkpoint=self.checkpoint_edit.text().strip(),
                        engine=self.engine_box.currentText(), hop_seconds=self.hop_spin.value(),
-                       threshold=self.threshold_spin.value(), realtime_pace=True)
+                       threshold=self._threshold(), realtime_pace=True)
+
+    def _threshold(self) -> float | None:
+        """The threshold control's value, None for "calibrated"."""
+        value = self.threshold_spin.value()
+        return None if value < 0 else value
 
     def start(self) -> None:
         self.show_message("")
