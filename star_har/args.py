@@ -27,7 +27,5 @@ def _number(kind: type, minimum: float, inclusive: bool):
 
 #: ``type=`` for counts that must be 1 or more (``--epochs``, ``--batch-size``, ``--num-poses``).
 positive_int = _number(int, 1, inclusive=True)
-#: ``type=`` for counts that may be 0.
-non_negative_int = _number(int, 0, inclusive=True)
 #: ``type=`` for rates and durations that must be above 0 (``--fps``, ``--seconds-per-action``).
 positive_float = _number(float, 0, inclusive=False)

@@ -141,3 +141,29 @@ def test_bench_writes_tables(tmp_path, monkeypatch):
     assert f"| star-pose | {row.weights} | torch |" in (tmp_path / "bench-cpu.md").read_text()
     with pytest.raises(ValueError, match="unknown bench model"):
         run_bench(models=["resnet"], engines=["torch"])
+
+
+def test_bench_star_pose_is_the_shipped_model():
+    """The bench's "star-pose" row was once a dim-64 model called the shipped size (dim 128)."""
+    from star_har.realtime import DEFAULT_CHECKPOINT
+    from star_har.realtime.bench import MODELS
+
+    shipped = load_checkpoint(DEFAULT_CHECKPOINT)
+    star_pose = next(model for model in MODELS if model.key == "star-pose")
+    checkpoint, weights = star_pose.checkpoint(shipped.sampling.frames_per_window)
+    assert weights == DEFAULT_CHECKPOINT.name and checkpoint.hparams == shipped.hparams
+    other, weights = star_pose.checkpoint(shipped.sampling.frames_per_window + 2)  # another window: random
+    assert weights == "random" and other.hparams["dim"] == shipped.hparams["dim"]
+
+
+def test_one_engine_table_drives_the_command_line():
+    from star_har.cli import build_parser
+    from star_har.realtime.engines.table import ENGINES, available_engines, check_fp16, engine_choices
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for command in ("run", "demo", "gui"):
+        engine = next(a for a in commands[command]._actions if a.dest == "engine")
+        assert tuple(engine.choices) == engine_choices() == ("auto", *(info.name for info in ENGINES))
+    assert available_engines("cpu", importable=lambda name: True) == ["torch", "onnxruntime"]
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        check_fp16("torch", "cpu", True)

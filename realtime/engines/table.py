@@ -26,19 +26,18 @@ DEVICES = ("auto", "cpu", "cuda")
 @dataclass(frozen=True)
 class EngineInfo:
     """name: what ``--engine`` takes. library: the package that must import. devices: where it
-    runs. fp16: half precision on CUDA (``fp16_note`` says what else it needs)."""
+    runs. fp16: has a half-precision mode on CUDA (ONNX Runtime's needs its TensorRT execution
+    provider, which the engine checks when it starts)."""
 
     name: str
     library: str
     devices: tuple[str, ...]
     fp16: bool
-    fp16_note: str = ""
 
 
 ENGINES: tuple[EngineInfo, ...] = (
     EngineInfo("torch", "torch", ("cpu", "cuda"), fp16=True),
-    EngineInfo("onnxruntime", "onnxruntime", ("cpu", "cuda"), fp16=True,
-               fp16_note="needs ONNX Runtime's TensorRT execution provider"),
+    EngineInfo("onnxruntime", "onnxruntime", ("cpu", "cuda"), fp16=True),
     EngineInfo("tensorrt", "tensorrt", ("cuda",), fp16=True),
 )
 #: ``auto``'s preferences, first importable wins: (device, model reads RGB) -> engine names.
