@@ -8,6 +8,7 @@ averaging, which anti-aliases edges without per-primitive AA.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -160,25 +161,51 @@ def _props(action: Action, joints: np.ndarray) -> list[tuple[np.ndarray, np.ndar
 def render_frame(action: Action, t: float, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     """Render ``action`` at time ``t``: a BGR image (H, W, 3) uint8 and the body's joints
     projected to pixels (J, 2) in :data:`realtime.demo.body.JOINTS` order."""
-    joints, frames = action.joints_at(t)
+    image, (uv,) = render_scene([(action, *action.joints_at(t))], camera)
+    return image, uv
+
+
+def render_scene(bodies: Sequence[tuple[Action, np.ndarray, np.ndarray]],
+                 camera: Camera) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Render several bodies in one scene, each ``(action, world joints (J, 3), joint frames
+    (J, 3, 3))`` (the action only for its props); parts of all bodies are drawn back to front, so
+    nearer people hide farther ones. Returns the BGR image and each body's joints in pixels (J, 2)."""
     big = Camera(camera.target, camera.yaw, camera.distance, camera.focal * SUPERSAMPLE,
                  (camera.size[0] * SUPERSAMPLE, camera.size[1] * SUPERSAMPLE), camera.elevation)
     canvas = _background(big.size, big)
+    items: list[tuple[float, np.ndarray, np.ndarray, float, float, tuple]] = []
+    projected = []
+    for action, joints, frames in bodies:
+        canvas = _shadow(canvas, joints, big)
+        uv, depth = big.project(joints)
+        projected.append(uv / SUPERSAMPLE)
+        items += _body_items(action, joints, frames, uv, depth, big)
+    for item in sorted(items, key=lambda item: -item[0]):
+        if callable(item[1]):
+            item[1](canvas)
+        else:
+            _shaded_capsule(canvas, *item[1:])
+    return cv2.resize(canvas, camera.size, interpolation=cv2.INTER_AREA), projected
 
-    # soft shadow on the floor under the body
+
+def _shadow(canvas: np.ndarray, joints: np.ndarray, camera: Camera) -> np.ndarray:
+    """A soft shadow on the floor under the body."""
     floor = joints.copy()
     floor[:, 1] = 0.0
-    shadow_uv, _ = big.project(floor)
+    shadow_uv, _ = camera.project(floor)
     lo, hi = shadow_uv.min(0), shadow_uv.max(0)
     overlay = canvas.copy()
     cv2.ellipse(overlay, (int((lo[0] + hi[0]) / 2), int((lo[1] + hi[1]) / 2)),
                 (int((hi[0] - lo[0]) / 2 + 20 * SUPERSAMPLE), int((hi[1] - lo[1]) / 2 + 8 * SUPERSAMPLE)),
                 0, 0, 360, (90, 95, 100), -1)
-    canvas = cv2.addWeighted(overlay, 0.35, canvas, 0.65, 0)
+    return cv2.addWeighted(overlay, 0.35, canvas, 0.65, 0)
 
-    uv, depth = big.project(joints)
+
+def _body_items(action: Action, joints: np.ndarray, frames: np.ndarray, uv: np.ndarray, depth: np.ndarray,
+                big: Camera) -> list[tuple]:
+    """One body's parts, covers, props and head as depth-keyed draw calls."""
     pixels_per_metre = big.focal / depth
-    items: list[tuple[float, np.ndarray, np.ndarray, float, float, tuple]] = []
+    items: list[tuple] = []
     for a, b, ra, rb, colour in _PARTS:
         i, j = JOINT_INDEX[a], JOINT_INDEX[b]
         items.append(((depth[i] + depth[j]) / 2, uv[i], uv[j], ra * pixels_per_metre[i],
@@ -193,14 +220,7 @@ def render_frame(action: Action, t: float, camera: Camera) -> tuple[np.ndarray, 
     for a, b, ra, rb, colour in _props(action, joints):
         (pa, pb), (da, db) = big.project(np.stack([a, b]))
         items.append(((da + db) / 2, pa, pb, ra * big.focal / da, rb * big.focal / db, colour))
-    head = _head_items(joints[JOINT_INDEX["head"]], frames[JOINT_INDEX["head"]], big)
-    for item in sorted(items + head, key=lambda item: -item[0]):
-        if callable(item[1]):
-            item[1](canvas)
-        else:
-            _shaded_capsule(canvas, *item[1:])
-    image = cv2.resize(canvas, camera.size, interpolation=cv2.INTER_AREA)
-    return image, uv / SUPERSAMPLE
+    return items + _head_items(joints[JOINT_INDEX["head"]], frames[JOINT_INDEX["head"]], big)
 
 
 def _head_items(centre: np.ndarray, frame: np.ndarray, camera: Camera) -> list[tuple]:

@@ -1,0 +1,186 @@
+"""Who is who from frame to frame: a small keypoint tracker for the people MediaPipe finds.
+
+Each frame's people are matched to the live tracks by one optimal assignment
+(:func:`scipy.optimize.linear_sum_assignment`) on a keypoint cost: the mean distance between the
+joints both skeletons show, after moving the track by its velocity to the frame's time, divided
+by the person's height. Comparing whole skeletons rather than boxes keeps two people apart while
+they cross (their boxes overlap, their joints do not coincide), and the velocity carries a person
+hidden behind another to where they reappear.
+
+Lifecycle: a track is *tentative* until it was matched ``min_hits`` times in a row (a single
+false detection never gets an id), then *confirmed*; a confirmed track that is not seen is kept
+(``visible`` False, position predicted) for ``max_missed_seconds`` of stream time, then ends.
+Ids count up from 1 and are never reused.
+
+Why not a library: the maintained ByteTrack packages do not fit this install. ``supervision``
+>= 0.27 no longer ships ByteTrack (it moved to ``trackers``), ``trackers`` and older
+``supervision`` require ``opencv-python``, which shares its ``cv2/`` folder with the
+``opencv-contrib-python`` that MediaPipe needs, ``norfair`` requires numpy < 2 and
+``bytetracker`` pins torch 1.13. ByteTrack also matches boxes only, the weak cue at a crossing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+#: Joints at or below this confidence are not compared (MediaPipe's guesses for hidden joints).
+MIN_JOINT_CONFIDENCE = 0.3
+#: How fast the skeleton's say in matching fades while a track is unseen (see :func:`match_cost`).
+POSE_MEMORY_SECONDS = 0.3
+_NO_MATCH = 1e6
+
+
+def skeleton_boxes(people: np.ndarray, min_confidence: float = MIN_JOINT_CONFIDENCE) -> np.ndarray:
+    """``(P, 4)`` x1, y1, x2, y2 around each ``(P, J, 3)`` skeleton's confident joints (all if none are)."""
+    people = np.asarray(people, dtype=np.float32)
+    confident = people[..., 2] > min_confidence
+    confident[~confident.any(axis=1)] = True
+    xy = people[..., :2]
+    low = np.where(confident[..., None], xy, np.inf).min(axis=1)
+    high = np.where(confident[..., None], xy, -np.inf).max(axis=1)
+    return np.concatenate([low, high], axis=1).astype(np.float32)
+
+
+def ground_point(box: np.ndarray) -> np.ndarray:
+    """Bottom centre of a box (where the feet are): it moves when the person walks, hardly when
+    they squat or raise their arms, so velocities from it predict where a hidden person reappears."""
+    return np.array([(box[0] + box[2]) / 2, box[3]], np.float32)
+
+
+@dataclass(eq=False)
+class Track:
+    """One person followed over time (pixels and stream seconds)."""
+
+    track_id: int
+    keypoints: np.ndarray  # (J, 3) at the last match
+    box: np.ndarray  # (4,) at the last match
+    first_seen: float
+    last_seen: float
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # px / s of the feet
+    # (timestamp, feet x, feet y) of the recent matches, for the velocity
+    history: deque = field(default_factory=lambda: deque(maxlen=64))
+    hits: int = 1
+    visible: bool = True
+
+    def __post_init__(self) -> None:
+        self.history.append((self.last_seen, *ground_point(self.box)))
+
+    @property
+    def height(self) -> float:
+        return float(max(self.box[3] - self.box[1], self.box[2] - self.box[0], 1.0))
+
+    def age(self, now: float) -> float:
+        return now - self.first_seen
+
+    def predicted_shift(self, now: float, horizon: float) -> np.ndarray:
+        """Where the velocity moves the track by ``now`` (at most ``horizon`` s ahead)."""
+        return self.velocity * min(now - self.last_seen, horizon)
+
+
+def match_cost(track: Track, now: float, horizon: float, people: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``(P,)`` cost of ``track`` being each of ``people`` ``(P, J, 3)`` (boxes ``(P, 4)``), in units
+    of the person's size (the larger of the two boxes' longer sides: a squat does not shrink it).
+
+    Two cues, both after moving the track by its velocity to ``now``: the mean distance between
+    the joints both skeletons show (the centre distance when they share fewer than 3), and the
+    distance between the feet (:func:`ground_point`). The skeleton decides between frames; the
+    longer a track is unseen the more its pose may have changed, so its weight fades (time
+    constant :data:`POSE_MEMORY_SECONDS`) in favour of where the walk predicts the feet.
+    """
+    shift = track.predicted_shift(now, horizon)
+    moved = track.keypoints[:, :2] + shift
+    both = (track.keypoints[:, 2] > MIN_JOINT_CONFIDENCE) & (people[..., 2] > MIN_JOINT_CONFIDENCE)
+    shared = both.sum(axis=1)
+    joint_cost = (np.linalg.norm(people[..., :2] - moved, axis=-1) * both).sum(axis=1) / np.maximum(shared, 1)
+    centre_cost = np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - (track.box[:2] + track.box[2:]) / 2 - shift,
+                                 axis=1)
+    skeleton_cost = np.where(shared >= 3, joint_cost, centre_cost)
+    feet = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]], axis=1)
+    feet_cost = np.linalg.norm(feet - ground_point(track.box) - shift, axis=1)
+    pose_weight = np.exp(-(now - track.last_seen) / POSE_MEMORY_SECONDS)
+    sizes = np.maximum(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]), track.height)
+    return (pose_weight * skeleton_cost + (1 - pose_weight) * feet_cost) / sizes
+
+
+class PersonTracker:
+    """Keeps an id on every person across frames (see the module doc).
+
+    max_cost: largest matching cost (mean joint distance / person height) accepted as the same
+    person. max_missed_seconds: how long an unseen confirmed track is kept. min_hits: matches in
+    a row before a track is confirmed. velocity_seconds: the velocity is the least-squares slope of
+    the feet over this much recent history (a longer baseline averages out per-frame pose noise).
+    """
+
+    def __init__(self, max_cost: float = 0.5, max_missed_seconds: float = 3.0, min_hits: int = 2,
+                 velocity_seconds: float = 1.0) -> None:
+        self.max_cost, self.max_missed_seconds = max_cost, max_missed_seconds
+        self.min_hits, self.velocity_seconds = min_hits, velocity_seconds
+        self.tracks: list[Track] = []
+        self.ended: list[Track] = []  # confirmed tracks that ended in the last update
+        self._next_id = 1
+
+    def confirmed(self) -> list[Track]:
+        """The live confirmed tracks (seen in this frame or kept while unseen), oldest first."""
+        return [t for t in self.tracks if t.hits >= self.min_hits]
+
+    def reset(self) -> None:
+        self.tracks, self.ended = [], []
+
+    def update(self, people: np.ndarray, timestamp: float) -> list[Track]:
+        """Match ``(P, J, 3)`` skeletons (pixels) seen at ``timestamp`` s; returns :meth:`confirmed`.
+        Tracks that ended are in :attr:`ended` until the next update."""
+        people = np.asarray(people, dtype=np.float32)
+        if any(timestamp < t.last_seen for t in self.tracks):  # the stream restarted: nobody carries over
+            self.reset()
+        matches = self._assign(people, timestamp)
+        matched_people = set()
+        for track, index in matches:
+            self._follow(track, people[index], timestamp)
+            matched_people.add(index)
+        matched_tracks = {id(track) for track, _ in matches}
+        self.ended = []
+        kept = []
+        for track in self.tracks:
+            if id(track) not in matched_tracks:
+                track.visible = False
+                confirmed = track.hits >= self.min_hits
+                if not confirmed or timestamp - track.last_seen > self.max_missed_seconds:
+                    if confirmed:
+                        self.ended.append(track)
+                    continue
+            kept.append(track)
+        boxes = skeleton_boxes(people)
+        for index in sorted(set(range(len(people))) - matched_people):
+            kept.append(Track(self._next_id, people[index].copy(), boxes[index], timestamp, timestamp))
+            self._next_id += 1
+        self.tracks = kept
+        return self.confirmed()
+
+    def _assign(self, people: np.ndarray, timestamp: float) -> list[tuple[Track, int]]:
+        if not self.tracks or not len(people):
+            return []
+        cost = np.empty((len(self.tracks), len(people)))
+        boxes = skeleton_boxes(people)
+        for row, track in enumerate(self.tracks):
+            cost[row] = match_cost(track, timestamp, self.max_missed_seconds, people, boxes)
+            # an unseen track is less certain: a visible one wins a tie
+            cost[row] += 0.1 * min(timestamp - track.last_seen, self.max_missed_seconds) * (not track.visible)
+        cost[cost > self.max_cost] = _NO_MATCH
+        rows, cols = linear_sum_assignment(cost)
+        return [(self.tracks[r], int(c)) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
+
+    def _follow(self, track: Track, person: np.ndarray, timestamp: float) -> None:
+        track.keypoints, track.box, track.last_seen = person.copy(), skeleton_boxes(person[None])[0], timestamp
+        track.history.append((timestamp, *ground_point(track.box)))
+        while track.history[0][0] < timestamp - self.velocity_seconds:
+            track.history.popleft()
+        t, x, y = np.asarray(track.history, dtype=np.float64).T
+        t = t - t.mean()
+        if len(t) >= 3 and t @ t > 0:
+            track.velocity = (np.array([t @ (x - x.mean()), t @ (y - y.mean())]) / (t @ t)).astype(np.float32)
+        track.hits += 1
+        track.visible = True
