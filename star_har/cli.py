@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 import time
 
 from star_har.errors import StarHarError
@@ -38,6 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     started_at = time.perf_counter()  # commands report their start-up time from here
+    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
+    try:
+        return _run(argv, started_at)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, also while the command loads
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None, started_at: float) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -48,14 +62,20 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except StarHarError as exc:  # one readable line for problems the user can fix; -v shows the traceback
         if args.verbose:
             raise
         print(f"star-har {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM stops a command the way Ctrl-C does (commands that write files handle both themselves)."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
