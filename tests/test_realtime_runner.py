@@ -7,6 +7,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import cv2
 import pytest
@@ -117,3 +121,20 @@ def test_the_summary_reports_start_up_and_both_real_time_factors(checkpoint_path
     assert 0 < summary["first_prediction_s"] < summary["elapsed_s"] + 1
     assert summary["realtime_factor"] > 0 and summary["realtime_factor_command"] > 0
     assert summary["video_seconds"] == pytest.approx(10.0)
+
+
+def test_sigterm_during_start_up_is_an_interrupt_not_a_kill(tmp_path, checkpoint_path, tai_chi_video,
+                                                           pose_model_path):
+    """SIGTERM once killed `run` at once; now it stops like Ctrl-C whenever it lands."""
+    out = tmp_path / "out.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "star_har.cli", "run", "--headless", "-q", "--source",
+                                str(tai_chi_video), "--checkpoint", str(checkpoint_path), "--engine", "torch",
+                                "--pose-model", str(pose_model_path), "--realtime-pace", "--output", str(out)],
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # inside start-up (imports, models) or, on a fast machine, already running
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-1500:]
+    if out.exists():
+        for line in out.read_text().splitlines():
+            json.loads(line)
