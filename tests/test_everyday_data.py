@@ -186,3 +186,29 @@ def test_real_kinect_datasets_load_cleanly():
     msr = load_msr_action3d(shared_path("data/msr_action3d"))
     assert len(msr) == 291 and all(np.abs(s.points3d[..., :3]).max() < 10 for s in msr)
     assert len(load_msr_action3d(shared_path("data/msr_action3d"), dims="2d")) == 281
+
+
+def test_eval_reports_per_source_and_out_of_vocabulary_windows(tmp_path):
+    import torch
+
+    from star_har.model import build_model, save_checkpoint
+    from star_har.train.evaluate import evaluate_checkpoint
+
+    torch.manual_seed(0)
+    names = ["clap", "jog", "wave"]  # forward_punch (MSR) is outside this vocabulary
+    net = build_model("star", len(names), modality="pose", num_joints=20, dim=32, depth=1, num_heads=2)
+    save_checkpoint(tmp_path / "ck.pt", net, model_name="star", class_names=names, joint_layout="utd20",
+                    sampling=TemporalSampling(8, 1.0))
+    data = _everyday_data(tmp_path / "data")
+    with pytest.raises(InvalidInputError, match="unknown class.*forward_punch"):
+        evaluate_checkpoint(tmp_path / "ck.pt", data=data, split="val", windows=1, output=tmp_path / "eval")
+    report = evaluate_checkpoint(tmp_path / "ck.pt", data=data, split="val", windows=3, output=tmp_path / "eval",
+                                 out_of_vocabulary=True)
+    assert report["sequences"] == 5 and set(report["per_source"]) == {"utd_mhad", "msr_action3d"}
+    assert report["per_source"]["utd_mhad"]["sequences"] == 3 and report["per_source"]["msr_action3d"]["sequences"] == 2
+    opened = report["open_set"]
+    assert opened["out_of_vocabulary_classes"] == ["forward_punch"] and opened["out_of_vocabulary_windows"] == 3
+    assert opened["in_vocabulary_windows"] == 15 and not opened["calibrated"]
+    skipped = evaluate_checkpoint(tmp_path / "ck.pt", data=data, split="val", windows=1, output=tmp_path / "eval",
+                                  skip_classes=("forward_punch",))
+    assert skipped["open_set"]["out_of_vocabulary_windows"] == 0 and skipped["sequences"] == 5

@@ -73,7 +73,7 @@ def test_postprocessor_applies_the_checkpoint_calibration():
 
 def test_merged_vocabulary_and_calibration_round_trip_through_the_checkpoint(tmp_path):
     names = ["clap", "draw_circle", "wave", BACKGROUND]
-    net = build_model("star", len(names), num_joints=20, dim=32, depth=1, num_heads=2)
+    net = build_model("star", len(names), modality="pose", num_joints=20, dim=32, depth=1, num_heads=2)
     meta = {"open_set": OpenSet(1.7, 0.42).to_meta(), "merge": {"wave": ["wave_hand", "high_arm_wave"]}}
     save_checkpoint(tmp_path / "ck.pt", net, model_name="star", class_names=names, joint_layout="utd20",
                     sampling=TemporalSampling(16, 4.0), meta=meta)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from star_har.args import positive_float, positive_int
 from star_har.errors import InvalidInputError
+from star_har.train.datasets import KINDS
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="DIR", help="dataset folder (overrides data.root)")
-    parser.add_argument("--kind", choices=("penn_action", "ntu", "clips", "npz"),
+    parser.add_argument("--kind", choices=KINDS,
                         help="dataset format (overrides data.kind)")
     parser.add_argument("--protocol", choices=("xsub", "xview", "xset"), help="NTU RGB+D split protocol")
     parser.add_argument("--pose-model", metavar="TASK", help="MediaPipe pose_landmarker .task bundle, for --kind clips")
@@ -64,15 +65,32 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if (args.data is None) == (args.config is None):
+        raise InvalidInputError("give the dataset as --data DIR or as the --config it was trained with, not both")
+    data = None
+    if args.config:
+        from star_har.train.config import load_config
+
+        data = load_config(args.config)["data"]
     report = evaluate_checkpoint(args.checkpoint, data_root=args.data, kind=args.kind or "penn_action",
                                  protocol=args.protocol, pose_model=args.pose_model, split=args.split,
                                  windows=args.windows, batch_size=args.batch_size, output=args.output,
-                                 val_fraction=args.val_fraction, split_seed=args.split_seed)
+                                 val_fraction=args.val_fraction, split_seed=args.split_seed, data=data,
+                                 out_of_vocabulary=args.out_of_vocabulary,
+                                 skip_classes=tuple(args.skip_classes.split(",")) if args.skip_classes else ())
     print(f"{report['sequences']} sequences, {report['windows']} windows: top-1 of the centred window "
           f"{report['centred_window_top1']:.4f}, mean over all windows {report['all_windows_top1']:.4f}, "
           f"per video (windows averaged) {report['video_top1']:.4f}; video top-5 {report['video_top5']:.4f}")
     for name, acc in report["per_class"].items():
         print(f"  {name:<24} {'-' if acc is None else f'{acc:.3f}'}")
+    for source, part in report.get("per_source", {}).items():
+        print(f"  source {source}: {part['sequences']} videos, per video {part['video_top1']:.4f}, "
+              f"centred window {part['centred_window_top1']:.4f}")
+    opened = report["open_set"]
+    print(f"open set ({'calibrated' if opened['calibrated'] else 'uncalibrated: threshold 0.5'}): "
+          f"{opened['in_vocabulary_shown_and_right']:.1%} of {opened['in_vocabulary_windows']} in-vocabulary windows "
+          f"shown and right; {opened['out_of_vocabulary_confident']:.1%} of {opened['out_of_vocabulary_windows']} "
+          f"out-of-vocabulary windows shown as confident")
     print(f"report: {report['json']}, confusion matrix: {report['confusion_png']}")
     return 0
 
@@ -126,8 +144,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Top-1/top-5 accuracy (single window and averaged over several windows per video), "
                     "per-class accuracy, a confusion matrix PNG and a JSON report.")
     e.add_argument("--checkpoint", required=True, metavar="PT")
-    e.add_argument("--data", required=True, metavar="DIR", help="dataset folder")
-    e.add_argument("--kind", choices=("penn_action", "ntu", "clips", "npz"), help="dataset format (default penn_action)")
+    e.add_argument("--data", metavar="DIR", help="dataset folder (or --config)")
+    e.add_argument("--config", metavar="YAML", help="the dataset (and split rule) of a training config, e.g. "
+                   "configs/everyday.yaml: per-source results when it has several sources")
+    e.add_argument("--kind", choices=KINDS, help="dataset format (default penn_action)")
     e.add_argument("--protocol", choices=("xsub", "xview", "xset"), help="NTU RGB+D split protocol")
     e.add_argument("--pose-model", metavar="TASK", help="MediaPipe .task bundle, for --kind clips")
     e.add_argument("--split", choices=("all", "train", "val"), default="all",
@@ -140,6 +160,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="windows spread evenly over each video (an odd count includes the centred one)")
     e.add_argument("--batch-size", type=positive_int, default=64)
     e.add_argument("--output", metavar="DIR", default="runs/eval", help="where the JSON report and PNG go")
+    e.add_argument("--out-of-vocabulary", action="store_true",
+                   help="classes the checkpoint does not know measure its open-set behaviour instead of failing")
+    e.add_argument("--skip-classes", metavar="A,B,...", help="leave these classes out")
     e.add_argument("--threads", type=positive_int, help="torch CPU threads")
     e.set_defaults(handler=run_eval)
 
