@@ -36,6 +36,9 @@ class MetricsSnapshot:
     frames_processed: int = 0
     pose_frames: int = 0
     windows_dropped: int = 0
+    windows_skipped: int = 0  # people's windows left out by the cap or the live time budget
+    tracks_started: int = 0
+    tracks_ended: int = 0
     predictions: int = 0
     reconnects: int = 0
     pose_ms: float = float("nan")
@@ -93,7 +96,8 @@ class Metrics:
         self._lock = threading.Lock()
         self._timings: dict[str, deque[float]] = {name: deque(maxlen=history) for name in TIMINGS}
         self._counts = {"frames_captured": 0, "frames_dropped": 0, "frames_processed": 0,
-                        "pose_frames": 0, "windows_dropped": 0, "predictions": 0, "reconnects": 0}
+                        "pose_frames": 0, "windows_dropped": 0, "windows_skipped": 0, "tracks_started": 0,
+                        "tracks_ended": 0, "predictions": 0, "reconnects": 0}
         self._capture_rate = _Rate(recent * 2)
         self._processing_rate = _Rate(recent * 2)
         self._queues: dict[str, queue.Queue] = {}

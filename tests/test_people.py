@@ -1,0 +1,151 @@
+"""Per-person windows, batched inference, the cap and the live budget of :mod:`realtime.people`."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from star_har.model import TemporalSampling, load_checkpoint
+from star_har.realtime.capture import Frame
+from star_har.realtime.engines import create_engine
+from star_har.realtime.metrics import Metrics
+from star_har.realtime.people import PeopleStage, PersonPrediction
+from star_har.realtime.postprocess import PostProcessor
+from star_har.realtime.ring_buffer import RingBuffer
+from tests.realtime_helpers import CLASS_NAMES, MeanPoseEngine, tiny_checkpoint
+
+SAMPLING = TemporalSampling(16, 1.6)  # 0.1 s between window frames: one pose frame per instant at 10 fps
+FPS, HOP = 10.0, 3
+SIZE = (480, 640)
+
+
+def mediapipe_person(x: float, y: float = 100.0, height: float = 200.0, seed: int = 0) -> np.ndarray:
+    """A (33, 3) MediaPipe-layout person standing with its box's top left at (x, y)."""
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([rng.uniform(0, 1, (33, 2)) * [height / 2, height] + [x, y], np.ones((33, 1))], axis=1)
+    return points.astype(np.float32)
+
+
+def frame(index: int) -> Frame:
+    return Frame(index, index / FPS, np.zeros((*SIZE, 3), np.uint8), time.perf_counter())
+
+
+def make_stage(max_people=None, live=False, metrics=None) -> PeopleStage:
+    return PeopleStage(RingBuffer(SAMPLING, HOP), PostProcessor(CLASS_NAMES, smoothing=0.5), "penn13",
+                       metrics or Metrics(), max_people=max_people, live=live)
+
+
+def wobble(person: np.ndarray, k: int) -> np.ndarray:
+    return person + [3 * np.sin(k), 2 * np.cos(k), 0]
+
+
+def test_each_person_gets_windows_on_shared_steps_from_their_own_history():
+    stage, metrics = make_stage(), Metrics()
+    stage.metrics = metrics
+    a, b, c = mediapipe_person(40), mediapipe_person(300, seed=1), mediapipe_person(520, seed=2)
+    steps = {}
+    for k in range(70):
+        people = [wobble(a, k), wobble(b, k)] + ([wobble(c, k)] if 10 <= k < 35 else [])
+        step = stage.push(frame(k), np.stack(people))
+        if step is not None:
+            steps[k] = step
+    assert all(stage_frame % HOP == 0 for stage_frame in steps)  # windows only on steps (every hop frames)
+    for k, step in steps.items():
+        for w in step.windows:
+            assert w.window.last_frame == k  # everybody's windows end on the step's frame
+            assert np.allclose(np.diff(w.window.timestamps), 0.1)
+            assert w.window.completed_at >= w.window.captured_at
+    ids = {k: {w.state.track.track_id for w in s.windows} for k, s in steps.items()}
+    # a and b are confirmed on frame 1 (two matches in a row): first windows once 1.5 s are buffered
+    assert min(ids) == 18 and ids[18] == {1, 2}
+    # c appears on frame 10, is confirmed on 11: its own window needs frames 11..26, first step after: 27
+    assert [k for k in sorted(ids) if 3 in ids[k]][0] == 27
+    third = next(w for w in steps[30].windows if w.state.track.track_id == 3)
+    assert third.window.first_frame == 15 and third.window.person_found.all()
+    # c left on frame 35: kept while unseen (windows show the gap), ended after 3 s without it
+    gap = next(w for w in steps[39].windows if w.state.track.track_id == 3)
+    assert gap.window.person_found[-5:].tolist() == [False] * 5
+    assert 3 not in ids[max(ids)] and metrics.snapshot().tracks_ended == 1
+    assert metrics.snapshot().tracks_started == 3 and set(stage.states) == {1, 2}
+
+
+@pytest.fixture(scope="module")
+def torch_engine(tmp_path_factory):
+    path = tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", sampling=SAMPLING)
+    return create_engine(load_checkpoint(path), engine="torch", device="cpu")
+
+
+class CountingEngine:
+    def __init__(self, engine, delay: float = 0.0) -> None:
+        self.engine, self.delay, self.batches = engine, delay, []
+
+    def infer(self, frames, keypoints):
+        self.batches.append(len(keypoints))
+        time.sleep(self.delay * len(keypoints))
+        return self.engine.infer(frames, keypoints)
+
+
+def run_steps(stage: PeopleStage, people: list[np.ndarray], frames: int = 40):
+    for k in range(frames):
+        step = stage.push(frame(k), np.stack([wobble(p, k + i) for i, p in enumerate(people)]))
+        if step is not None:
+            yield step
+
+
+def test_batched_inference_equals_inference_per_person(torch_engine):
+    stage = make_stage()
+    engine = CountingEngine(torch_engine)
+    people = [mediapipe_person(x, seed=i) for i, x in enumerate((20, 220, 420))]
+    references = {}
+    checked = 0
+    for step in run_steps(stage, people):
+        predictions = stage.infer(engine, step)
+        assert engine.batches[-1] == 3  # one engine call for everybody
+        for prediction, window in predictions:
+            assert isinstance(prediction, PersonPrediction)
+            alone = references.setdefault(prediction.track_id, PostProcessor(CLASS_NAMES, smoothing=0.5))
+            logits, importance = torch_engine.infer(None, window.keypoints[None])
+            expected = alone.update(window, logits[0], importance[0])
+            np.testing.assert_allclose(prediction.probabilities, expected.probabilities, atol=1e-5)
+            np.testing.assert_allclose(prediction.importance, expected.importance, atol=1e-5)
+            assert prediction.label == expected.label
+            record = prediction.to_record()
+            assert record["track_id"] == prediction.track_id and len(record["box"]) == 4
+            checked += 1
+    assert checked >= 9 and len(engine.batches) == checked // 3
+
+
+def test_the_cap_keeps_the_largest_most_central_people_and_counts_the_rest():
+    metrics = Metrics()
+    stage = make_stage(max_people=2, metrics=metrics)
+    big_centre = mediapipe_person(260, height=300)
+    people = [mediapipe_person(0, height=120, seed=1), big_centre, mediapipe_person(330, height=200, seed=2),
+              mediapipe_person(560, height=120, seed=3)]
+    steps = list(run_steps(stage, people))
+    assert steps and all(len(s.windows) == 2 for s in steps)
+    assert metrics.snapshot().windows_skipped == 2 * len(steps)
+    # the two central ones, not the small ones at the edges
+    assert all(250 < w.box[0] < 350 for s in steps for w in s.windows)
+    priorities = [w.priority for w in steps[0].windows]
+    assert priorities == sorted(priorities, reverse=True)
+
+
+def test_a_live_step_is_kept_within_the_time_to_the_next_one():
+    metrics = Metrics()
+    stage = make_stage(live=True, metrics=metrics)
+    engine = CountingEngine(MeanPoseEngine(), delay=0.12)  # 0.12 s a window, steps every 0.3 s
+    people = [mediapipe_person(x, seed=i) for i, x in enumerate((20, 170, 320, 470))]
+    for step in run_steps(stage, people, frames=50):
+        predictions = stage.infer(engine, step)
+        assert len(predictions) == len(step.windows) == engine.batches[-1]
+    # before any measurement everybody; then what the measured cost fits into 0.3 s (2, 1 on a loaded machine)
+    assert engine.batches[0] == 4 and len(engine.batches) > 3 and set(engine.batches[1:]) <= {1, 2}
+    assert metrics.snapshot().windows_skipped == sum(4 - b for b in engine.batches)
+
+
+def test_nobody_in_view_gives_no_people_and_no_windows():
+    stage = make_stage()
+    assert all(stage.push(frame(k), np.zeros((0, 33, 3), np.float32)) is None for k in range(30))
+    assert stage.view() == ()
