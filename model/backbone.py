@@ -60,7 +60,7 @@ class MC18Features(nn.Module):
 
     Weights and activations are kept channels-last (``torch.channels_last_3d``): the same
     arithmetic in another memory order (outputs agree to float rounding, ~1e-5), which oneDNN's
-    CPU convolutions run about 15 % faster (README, "RGB stream speed on CPU").
+    CPU convolutions run a few per cent faster (README, "RGB stream speed on CPU").
 
     Input ``(B, 3, T, H, W)`` normalised with ``KINETICS_MEAN`` / ``KINETICS_STD``.
     Output ``(middle, last)`` of shapes ``(B, C_mid, T, H/s_mid, W/s_mid)`` and
