@@ -3,6 +3,8 @@
 :func:`draw_overlay` draws everything; the parts are separate functions:
 
 * :func:`draw_skeleton`: the layout's bones, joints shaded by confidence (red = unsure, green = sure);
+* :func:`draw_people`: every tracked person (multi-person runs): skeleton and box in the person's
+  own colour (:func:`track_colour`), ``#id`` and the person's action above the head;
 * :func:`draw_prediction`: the action and its confidence, then the next best (or the state:
   "no confident action", "no person in view");
 * :func:`draw_importance`: one bar per window frame, its height the model's frame importance;
@@ -11,17 +13,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
 from star_har.model.skeleton import JointLayout, get_layout
 from star_har.realtime.metrics import MetricsSnapshot
+from star_har.realtime.people import Person
 from star_har.realtime.postprocess import ACTION, NO_PERSON, Prediction
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 STATE_COLOURS = {ACTION: (80, 220, 80), NO_PERSON: (170, 170, 170)}  # BGR
 UNCERTAIN_COLOUR = (0, 200, 255)
 BONE_COLOUR = (255, 200, 60)
+# Distinct BGR colours for people, by track id (ids are never reused, the palette cycles).
+TRACK_COLOURS = ((255, 200, 60), (60, 120, 255), (80, 220, 80), (230, 80, 230), (0, 215, 255),
+                 (255, 120, 120), (160, 255, 200), (40, 160, 160))
 
 
 def _scale(image: np.ndarray) -> float:
@@ -42,10 +50,15 @@ def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float,
     cv2.putText(image, text, origin, FONT, scale, colour, thickness, cv2.LINE_AA)
 
 
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    """The BGR colour of a person's skeleton, box and label."""
+    return TRACK_COLOURS[(track_id - 1) % len(TRACK_COLOURS)]
+
+
 def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, layout: str | JointLayout,
-                  min_confidence: float = 0.2) -> np.ndarray:
-    """Draw ``(J, 3)`` pixel keypoints of ``layout`` in place; joints at or below
-    ``min_confidence`` (the model ignores them too) are left out."""
+                  min_confidence: float = 0.2, colour: tuple[int, int, int] = BONE_COLOUR) -> np.ndarray:
+    """Draw ``(J, 3)`` pixel keypoints of ``layout`` in place, bones in ``colour``; joints at or
+    below ``min_confidence`` (the model ignores them too) are left out."""
     layout = get_layout(layout)
     if len(keypoints) != layout.num_joints:
         return image
@@ -54,10 +67,28 @@ def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, layout: str | JointL
     visible = keypoints[:, 2] > min_confidence
     for a, b in layout.bones:
         if visible[a] and visible[b]:
-            cv2.line(image, tuple(points[a]), tuple(points[b]), BONE_COLOUR, max(1, round(2 * s)), cv2.LINE_AA)
+            cv2.line(image, tuple(points[a]), tuple(points[b]), colour, max(1, round(2 * s)), cv2.LINE_AA)
     for j in np.flatnonzero(visible):
         cv2.circle(image, tuple(points[j]), max(2, round(4 * s)), confidence_colour(keypoints[j, 2]), -1,
                    cv2.LINE_AA)
+    return image
+
+
+def draw_people(image: np.ndarray, people: Sequence[Person], layout: str | JointLayout) -> np.ndarray:
+    """Draw every person in place: skeleton and box in :func:`track_colour`, ``#id`` and the
+    person's latest action above the box. People hidden right now keep only a thin box where
+    they were last seen."""
+    s = _scale(image)
+    for person in people:
+        colour = track_colour(person.track_id)
+        x1, y1, x2, y2 = (int(round(v)) for v in person.box)
+        if person.visible:
+            draw_skeleton(image, person.keypoints, layout, colour=colour)
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour, max(1, round((2 if person.visible else 1) * s)))
+        label = f"#{person.track_id}"
+        if person.prediction is not None:
+            label = person.prediction.text()
+        _text(image, label, (x1, max(round(14 * s), y1 - round(6 * s))), 0.55 * s, colour, 1)
     return image
 
 
@@ -113,15 +144,22 @@ def draw_metrics(image: np.ndarray, metrics: MetricsSnapshot | None) -> np.ndarr
 
 def draw_overlay(image: np.ndarray, keypoints: np.ndarray | None, layout: str | JointLayout,
                  prediction: Prediction | None, metrics: MetricsSnapshot | None = None,
-                 copy: bool = True) -> np.ndarray:
+                 copy: bool = True, people: Sequence[Person] | None = None) -> np.ndarray:
     """Everything on a ``(H, W, 3)`` uint8 BGR frame; returns it (a copy unless ``copy=False``).
 
     keypoints: ``(J, 3)`` pixels of ``image`` in ``layout`` (None: no skeleton).
+    people: the tracked people of a multi-person run (None: single-person); each is drawn with
+    their own action, in place of the main person's skeleton and prediction.
     """
     canvas = image.copy() if copy else image
-    if keypoints is not None:
-        draw_skeleton(canvas, keypoints, layout)
-    draw_prediction(canvas, prediction)
-    draw_importance(canvas, prediction)
+    if people is not None:
+        draw_people(canvas, people, layout)
+        _text(canvas, f"{len(people)} people tracked", (round(10 * _scale(canvas)), round(24 * _scale(canvas))),
+              0.6 * _scale(canvas), (240, 240, 240), 1)
+    else:
+        if keypoints is not None:
+            draw_skeleton(canvas, keypoints, layout)
+        draw_prediction(canvas, prediction)
+        draw_importance(canvas, prediction)
     draw_metrics(canvas, metrics)
     return canvas
