@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from star_har.args import positive_float
+from star_har.realtime import DEFAULT_MODEL, DEMO_MODEL, MODELS, model_checkpoint
 from star_har.realtime.options import add_pipeline_options, config_from_args
 
 log = logging.getLogger(__name__)
@@ -105,11 +106,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from star_har.realtime.demo.clip import generate_demo_clip
     from star_har.realtime.runner import format_summary, run_headless
 
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
-        raise UserError(f"checkpoint not found: {checkpoint} (the shipped model is assets/star_pose_penn.pt; "
-                        "pass --checkpoint PATH)")
-    load_checkpoint(checkpoint)  # a bad file fails here, in one line
     clip = None
     if args.source is not None:
         source = args.source
@@ -122,7 +118,13 @@ def run_demo(args: argparse.Namespace) -> int:
         source = str(clip.video)
         print(f"demo: no webcam, playing the generated demo clip {clip.video}\n"
               f"      actions: {', '.join(s.action for s in clip.segments)}")
-    config = config_from_args(args, source=source)
+    # the generated clip shows Penn's exercises: its model unless one was chosen; else the webcam's
+    checkpoint = Path(args.checkpoint or model_checkpoint(DEFAULT_MODEL if clip is None else DEMO_MODEL))
+    if not checkpoint.is_file():
+        raise UserError(f"checkpoint not found: {checkpoint} (shipped models: {', '.join(MODELS)}; "
+                        "pass --model NAME or --checkpoint PATH)")
+    load_checkpoint(checkpoint)  # a bad file fails here, in one line
+    config = config_from_args(args, source=source, checkpoint=checkpoint)
     if not args.headless and _gui_available():
         from star_har.realtime.gui.app import launch
 
@@ -162,5 +164,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--seconds-per-action", type=positive_float, default=4.0,
                       help="length of each action in the clip")
     demo.add_argument("--regenerate", action="store_true", help="render the clip again even when cached")
-    add_pipeline_options(demo, "--checkpoint", "--engine", "--hop-seconds", "--threshold", "--pose-model")
+    add_pipeline_options(demo, "--checkpoint", "--engine", "--hop-seconds", "--threshold", "--pose-model",
+                         checkpoint={"default": None, "help": "a checkpoint or shipped --model instead of "
+                                     f"{DEMO_MODEL} (generated clip) / {DEFAULT_MODEL} (webcam)"})
     demo.set_defaults(handler=run_demo)
