@@ -15,6 +15,7 @@ the crop's pixels. Pose-only models get keypoints in the pixels of the original 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -125,12 +126,25 @@ class RingBuffer:
             image, keypoints = working_frame(frame.image, keypoints, self.input_size)
         self._entries.append(_Entry(frame.index, frame.timestamp, frame.captured_at, keypoints,
                                     person_found, image))
+        if self.needs_frames:
+            self._release_images(frame.timestamp)
         if self._last_emit is not None and frame.index - self._last_emit < self.hop:
             return None
         window = self._cut()
         if window is not None:
             self._last_emit = frame.index
         return window
+
+    def _release_images(self, newest: float) -> None:
+        """Drop the images of entries no later window can pick (an entry is nearest to an instant
+        only while the next entry is later than the oldest instant), so RGB memory follows the
+        window's span, not the buffer's capacity (which is sized for ``max_fps``)."""
+        oldest_instant = newest - self.span
+        for i in range(len(self._entries) - 1):
+            if self._entries[i + 1].timestamp > oldest_instant:
+                break
+            if self._entries[i].image is not None:
+                self._entries[i] = dataclasses.replace(self._entries[i], image=None)
 
     def sample_positions(self, timestamps: np.ndarray) -> np.ndarray | None:
         """Entry positions ``(T,)`` nearest to the window's instants, or None without enough history."""

@@ -82,6 +82,15 @@ def test_rgb_windows_are_the_person_crop_normalised_with_keypoints_in_its_pixels
     np.testing.assert_array_equal(window.keypoints[:, 0, 2], 1.0)
 
 
+def test_rgb_memory_follows_the_window_span_not_the_capacity():
+    ring = RingBuffer(SAMPLING, hop=4, needs_frames=True, input_size=(32, 32))
+    windows = [ring.push(frame(i, 30.0), keypoints(i), True) for i in range(300)]
+    assert len(ring) == ring.capacity > 100  # sized for 120 fps
+    kept = sum(entry.image is not None for entry in ring._entries)
+    assert kept <= 1.5 * 30 + 2  # the 1.5 s span at 30 fps (+ the frame before it)
+    assert all(w.frames.shape == (3, 16, 32, 32) for w in windows if w is not None)
+
+
 def test_person_fraction_and_restart():
     ring = RingBuffer(SAMPLING, hop=4)
     windows = [ring.push(frame(i, 30), keypoints(i), i % 2 == 0) for i in range(60)]
