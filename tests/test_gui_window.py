@@ -194,7 +194,7 @@ def test_lost_camera_is_reported_then_recovers(qtbot, media, monkeypatch):
 
 
 @pytest.mark.parametrize("problem, expected, placeholder", [
-    ("checkpoint", "cannot read checkpoint", "the model could not be loaded"),
+    ("checkpoint", "not a star-har checkpoint", "the model could not be loaded"),
     ("source", "video not found", "the source could not be played")])
 def test_errors_show_in_the_window(qtbot, media, problem, expected, placeholder):
     """A checkpoint error was once labelled 'the source could not be played'."""
@@ -202,7 +202,7 @@ def test_errors_show_in_the_window(qtbot, media, problem, expected, placeholder)
     if problem == "checkpoint":
         bad = media["root"] / "bad.pt"
         bad.write_bytes(b"not a checkpoint")
-        window.checkpoint_edit.setText(str(bad))
+        window.model_box.setEditText(str(bad))
     else:
         window.source_box.setEditText(str(media["root"] / "missing.mp4"))
     window.start()
@@ -249,4 +249,16 @@ def test_status_bar_rates_fall_while_the_camera_is_gone(qtbot, media, monkeypatc
     qtbot.waitUntil(lambda: window.status_labels["fps"].text() == "capture 0.0 fps", timeout=10000)
     first = window.message.text()
     qtbot.waitUntil(lambda: window.message.text() != first, timeout=5000)  # the countdown moves
+    window.close()
+
+
+def test_model_selector_offers_the_shipped_models_by_name(qtbot, media):
+    from star_har.realtime import MODELS, model_checkpoint
+
+    window = _window(qtbot, media)
+    assert [window.model_box.itemText(i) for i in range(window.model_box.count())] == list(MODELS)
+    window.model_box.setCurrentText("penn-sports")
+    assert window.current_config().checkpoint == str(model_checkpoint("penn-sports"))
+    window.model_box.setEditText(str(media["checkpoint"]))
+    assert window.current_config().checkpoint == str(media["checkpoint"])
     window.close()

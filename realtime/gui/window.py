@@ -19,7 +19,6 @@ from PyQt6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QMainWindow,
     QPushButton,
@@ -29,6 +28,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from star_har.realtime import MODELS, model_checkpoint
 from star_har.realtime.engines.table import engine_choices
 from star_har.realtime.gui.controller import PipelineController, PipelineFactory, default_factory
 from star_har.realtime.gui.widgets import ImportanceBars, PredictionPanel, Timeline, VideoView
@@ -80,8 +80,14 @@ class MainWindow(QMainWindow):
         self.source_box.setToolTip("camera index (0, 1...), video file, rtsp:// or http(s):// URL, image folder")
         for label, value in [("camera 0", "0"), *sources]:
             self.source_box.addItem(label, value)
-        self._set_source_text(str(self.config.source))
-        self.checkpoint_edit = QLineEdit(str(self.config.checkpoint))
+        self._set_combo_text(self.source_box, str(self.config.source))
+        # a shipped model by name, or the path of your own checkpoint
+        self.model_box = QComboBox()
+        self.model_box.setEditable(True)
+        self.model_box.setToolTip("a shipped model, or the path of a star-har checkpoint (.pt)")
+        for name in MODELS:
+            self.model_box.addItem(name, str(model_checkpoint(name)))
+        self._set_combo_text(self.model_box, str(self.config.checkpoint))
         self.engine_box = QComboBox()
         self.engine_box.addItems(engine_choices())
         self.engine_box.setCurrentText(self.config.engine)
@@ -127,7 +133,7 @@ class MainWindow(QMainWindow):
         settings = QGroupBox("Settings")
         form = QFormLayout(settings)
         for label, field, button, slot in (("Source", self.source_box, "File...", self.open_file),
-                                           ("Checkpoint", self.checkpoint_edit, "...", self.choose_checkpoint)):
+                                           ("Model", self.model_box, "...", self.choose_checkpoint)):
             row = QHBoxLayout()
             row.addWidget(field, 1)
             browse = QPushButton(button)
@@ -192,10 +198,8 @@ class MainWindow(QMainWindow):
     # -- actions ---------------------------------------------------------------------------------
     def current_config(self) -> PipelineConfig:
         """The configuration the controls describe (files play at their own frame rate)."""
-        text = self.source_box.currentText().strip()
-        index = self.source_box.findText(text)  # a listed entry stands for its value
-        source = self.source_box.itemData(index) if index >= 0 else text
-        return replace(self.config, source=source, checkpoint=self.checkpoint_edit.text().strip(),
+        return replace(self.config, source=self._combo_value(self.source_box),
+                       checkpoint=self._combo_value(self.model_box),
                        engine=self.engine_box.currentText(), hop_seconds=self.hop_spin.value(),
                        threshold=self._threshold(), realtime_pace=True)
 
@@ -242,21 +246,30 @@ class MainWindow(QMainWindow):
     def open_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a video", str(Path.cwd()), VIDEO_FILTER)
         if path:
-            self._set_source_text(path)
+            self._set_combo_text(self.source_box, path)
             self.start()
 
     def choose_checkpoint(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", self.checkpoint_edit.text(),
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", self._combo_value(self.model_box),
                                               "star-har checkpoint (*.pt);;All files (*)")
         if path:
-            self.checkpoint_edit.setText(path)
+            self._set_combo_text(self.model_box, path)
 
-    def _set_source_text(self, text: str) -> None:
-        index = self.source_box.findData(text)
+    @staticmethod
+    def _set_combo_text(box: QComboBox, text: str) -> None:
+        """Select the entry whose value is ``text``, else type it in."""
+        index = box.findData(text)
         if index >= 0:
-            self.source_box.setCurrentIndex(index)
+            box.setCurrentIndex(index)
         else:
-            self.source_box.setEditText(text)
+            box.setEditText(text)
+
+    @staticmethod
+    def _combo_value(box: QComboBox) -> str:
+        """What an editable combo box stands for: a listed entry's value, else the typed text."""
+        text = box.currentText().strip()
+        index = box.findText(text)
+        return box.itemData(index) if index >= 0 else text
 
     def show_message(self, text: str, error: bool = True) -> None:
         """A message above the video (errors in red); empty text hides it."""
