@@ -33,7 +33,8 @@ class PipelineConfig:
     top_k: int = 3
     min_person_fraction: float = 0.5
     pose_model: str | Path | None = None
-    num_poses: int = 1
+    num_poses: int = 1  # > 1: every person in view is tracked and recognised (realtime.people)
+    max_people: int | None = None  # people recognised per step at most (the best ranked); None: all
     pose_every_frame: bool = False
     realtime_pace: bool = False
     max_frames: int | None = None
@@ -46,7 +47,7 @@ class PipelineConfig:
             value = getattr(self, name)
             if value is not None and not value > low:
                 raise InvalidInputError(f"{name} must be greater than {low:g}, got {value}")
-        for name in ("top_k", "num_poses", "max_frames", "frame_queue_size", "window_queue_size"):
+        for name in ("top_k", "num_poses", "max_people", "max_frames", "frame_queue_size", "window_queue_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InvalidInputError(f"{name} must be at least 1, got {value}")

@@ -50,9 +50,13 @@ OPTIONS: dict[str, tuple[str, dict]] = {
     "--pose-model": ("pose_model", dict(metavar="PATH", help="MediaPipe pose_landmarker_full.task (default: "
                                                              "$STAR_HAR_POSE_MODEL, the cache, or download)")),
     "--num-poses": ("num_poses", dict(type=positive_int, default=default("num_poses"),
-                                      help="people MediaPipe looks for; the main one is followed")),
+                                      help="people MediaPipe looks for; above 1 every person is tracked and gets "
+                                           "their own action")),
     "--pose-every-frame": ("pose_every_frame", dict(action="store_true", help="run pose on every frame, not only "
                                                     "on the frames the model sees (slower)")),
+    "--max-people": ("max_people", dict(type=positive_int, metavar="N",
+                                        help="with --num-poses > 1: recognise at most N people per step, the "
+                                             "largest, most central, longest tracked first (default: all)")),
     "--max-frames": ("max_frames", dict(type=positive_int, metavar="N", help="stop after N frames")),
     "--realtime-pace": ("realtime_pace", dict(action="store_true", help="replay files at their frame rate "
                                               "instead of as fast as possible")),

@@ -23,6 +23,10 @@ pose stage, ``on_prediction`` for every window. Between callbacks, :attr:`Pipeli
 Live sources never wait: stale frames and windows are dropped (and counted). Files deliver every
 frame and every window, so a file always gives the same predictions.
 
+With ``num_poses`` > 1 every person in view is tracked and recognised: the pose thread hands the
+people to a :class:`~realtime.people.PeopleStage` (one ring buffer per person) instead of the ring
+buffer, and the inference thread runs each step's windows of all people in one engine call.
+
 MediaPipe is the expensive stage, so by default it runs only on the frames a window can use
 (see :class:`PoseSchedule`): one per ``sampling.frame_interval`` of stream time plus every frame
 that ends a window (the frames in between are shown with the latest pose,
@@ -49,6 +53,7 @@ from star_har.realtime import DEFAULT_CHECKPOINT
 from star_har.realtime.capture import CaptureThread, Frame, FrameSource, open_source
 from star_har.realtime.config import PipelineConfig, hop_frames
 from star_har.realtime.metrics import Metrics, MetricsSnapshot
+from star_har.realtime.people import PeopleStage, PeopleStep, Person
 from star_har.realtime.pose import PoseEstimator
 from star_har.realtime.postprocess import PostProcessor, Prediction
 from star_har.realtime.queues import get_until_stopped, put_blocking, put_latest
@@ -63,6 +68,8 @@ class FrameUpdate:
     keypoints: ``(J, 3)`` the main person in ``Pipeline.layout`` (pixels of ``frame.image``),
         from this frame when ``pose_fresh``, else from the latest frame pose ran on.
     prediction: the latest prediction (None before the first window).
+    people: multi-person runs (``num_poses`` > 1): everybody tracked, each with their latest
+        prediction; None otherwise.
     """
 
     frame: Frame
@@ -71,6 +78,7 @@ class FrameUpdate:
     pose_fresh: bool
     prediction: Prediction | None
     metrics: MetricsSnapshot
+    people: tuple[Person, ...] | None = None
 
 
 class PoseSchedule:
@@ -145,6 +153,9 @@ class Pipeline:
         self.postprocess = PostProcessor(self.class_names, config.threshold, config.smoothing,
                                          config.top_k, config.min_person_fraction,
                                          open_set=OpenSet.from_meta(self.checkpoint.meta))
+        # one copy of the ring buffer and the post-processor per tracked person
+        self.people = (PeopleStage(self.ring, self.postprocess, self.layout, self.metrics, config.max_people,
+                                   live=self.source.live) if config.num_poses > 1 else None)
         self.latest_prediction: Prediction | None = None
         self.latest_update: FrameUpdate | None = None
         self.error: str | None = None
@@ -239,19 +250,25 @@ class Pipeline:
         schedule = PoseSchedule(self.sampling.frame_interval, self.config.pose_every_frame)
         try:
             while (frame := get_until_stopped(self.frames, self._stop)) is not None:
-                fresh = schedule.due(frame, self.ring.window_due(frame))
+                step = self.ring.window_due(frame) if self.people is None else self.people.step_due(frame)
+                fresh = schedule.due(frame, step)
                 if fresh:
                     result = self.pose.process(frame.image, frame.timestamp)
                     keypoints, person_found = result.keypoints, result.person_found
                     self.metrics.record("pose_ms", result.inference_ms)
                     self.metrics.increment("pose_frames")
-                    window = self.ring.push(frame, keypoints, person_found)
-                    if window is not None:
+                    if self.people is None:
+                        window = self.ring.push(frame, keypoints, person_found)
+                        step = window is not None
+                    else:  # a PeopleStep, on steps with anybody's window
+                        window = self.people.push(frame, result.people)
+                    if step:
                         schedule.window_ended(frame)
+                    if window is not None:
                         self._put_window(window)
                 self.metrics.frame_processed(time.perf_counter())
                 update = FrameUpdate(frame, keypoints, person_found, fresh, self.latest_prediction,
-                                     self.metrics.snapshot())
+                                     self.metrics.snapshot(), None if self.people is None else self.people.view())
                 self.latest_update = update
                 if self.on_frame is not None:
                     self.on_frame(update)
@@ -261,6 +278,10 @@ class Pipeline:
 
     def _inference_loop(self) -> None:
         while (window := get_until_stopped(self.windows, self._stop)) is not None:
+            if isinstance(window, PeopleStep):
+                for prediction, person_window in self.people.infer(self.engine, window):
+                    self._deliver(prediction, person_window)
+                continue
             inference_ms = math.nan
             if self.postprocess.needs_inference(window):
                 start = time.perf_counter()
@@ -271,18 +292,22 @@ class Pipeline:
                 prediction = self.postprocess.update(window, logits[0], importance[0])
             else:
                 prediction = self.postprocess.no_person(window)
-            ready = time.perf_counter()
             prediction.inference_ms = inference_ms
-            prediction.latency_ms = (ready - window.captured_at) * 1000
-            prediction.window_to_prediction_ms = (ready - window.completed_at) * 1000
-            self.metrics.record("latency_ms", prediction.latency_ms)
-            self.metrics.record("window_to_prediction_ms", prediction.window_to_prediction_ms)
-            self.metrics.increment("predictions")
-            self.latest_prediction = prediction
-            if self.on_prediction is not None:
-                self.on_prediction(prediction)
+            self._deliver(prediction, window)
         if self.metrics.status == "running":
             self.metrics.set_status("stopped")
+
+    def _deliver(self, prediction: Prediction, window: Window) -> None:
+        """Time a finished prediction and hand it on."""
+        ready = time.perf_counter()
+        prediction.latency_ms = (ready - window.captured_at) * 1000
+        prediction.window_to_prediction_ms = (ready - window.completed_at) * 1000
+        self.metrics.record("latency_ms", prediction.latency_ms)
+        self.metrics.record("window_to_prediction_ms", prediction.window_to_prediction_ms)
+        self.metrics.increment("predictions")
+        self.latest_prediction = prediction
+        if self.on_prediction is not None:
+            self.on_prediction(prediction)
 
 
 

@@ -134,7 +134,7 @@ class VideoRecorder(threading.Thread):
         try:
             while (update := self.updates.get()) is not None:
                 image = draw_overlay(update.frame.image, update.keypoints, self.layout, update.prediction,
-                                     update.metrics, copy=True)
+                                     update.metrics, copy=True, people=update.people)
                 if writer is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (image.shape[1], image.shape[0]))

@@ -12,9 +12,11 @@ from star_har.realtime.capture import Frame
 from star_har.realtime.engines import create_engine
 from star_har.realtime.metrics import Metrics
 from star_har.realtime.people import PeopleStage, PersonPrediction
+from star_har.realtime.pipeline import Pipeline, PipelineConfig
+from star_har.realtime.pose import PoseResult
 from star_har.realtime.postprocess import PostProcessor
 from star_har.realtime.ring_buffer import RingBuffer
-from tests.realtime_helpers import CLASS_NAMES, MeanPoseEngine, tiny_checkpoint
+from tests.realtime_helpers import CLASS_NAMES, MeanPoseEngine, SyntheticSource, tiny_checkpoint
 
 SAMPLING = TemporalSampling(16, 1.6)  # 0.1 s between window frames: one pose frame per instant at 10 fps
 FPS, HOP = 10.0, 3
@@ -78,8 +80,11 @@ def torch_engine(tmp_path_factory):
 
 
 class CountingEngine:
+    """Wraps an engine: records each call's batch size, optionally takes ``delay`` s per window."""
+
     def __init__(self, engine, delay: float = 0.0) -> None:
         self.engine, self.delay, self.batches = engine, delay, []
+        self.name, self.needs_frames, self.input_size = "counting", engine.needs_frames, engine.input_size
 
     def infer(self, frames, keypoints):
         self.batches.append(len(keypoints))
@@ -149,3 +154,60 @@ def test_nobody_in_view_gives_no_people_and_no_windows():
     stage = make_stage()
     assert all(stage.push(frame(k), np.zeros((0, 33, 3), np.float32)) is None for k in range(30))
     assert stage.view() == ()
+
+
+class CrowdPose:
+    """A pose estimator that 'finds' the given MediaPipe people (slightly moving) on every frame."""
+
+    model_path = "crowd.task"
+
+    def __init__(self, people: list[np.ndarray]) -> None:
+        self.people, self.calls, self.closed = people, 0, False
+
+    def process(self, image, timestamp):
+        self.calls += 1
+        people = np.stack([wobble(p, self.calls + i) for i, p in enumerate(self.people)])
+        return PoseResult(np.zeros((13, 3), np.float32), True, people, 0, 0.1)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def run_pipeline(tmp_path, source, engine, **config):
+    crowd = [mediapipe_person(x, seed=i) for i, x in enumerate((0, 110, 220, 330, 440, 550))]
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.pt", sampling=SAMPLING)
+    predictions, updates = [], []
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint, num_poses=6, **config), engine=engine,
+                        pose=CrowdPose(crowd), source=source, on_prediction=predictions.append,
+                        on_frame=updates.append)
+    started = time.perf_counter()
+    pipeline.start()
+    assert pipeline.wait(60)
+    pipeline.join()
+    assert pipeline.error is None
+    return pipeline, predictions, updates, time.perf_counter() - started
+
+
+def test_a_file_gives_every_person_a_prediction_per_step(tmp_path):
+    engine = CountingEngine(MeanPoseEngine())
+    pipeline, predictions, updates, _ = run_pipeline(tmp_path, SyntheticSource(90, size=(480, 640)), engine)
+    steps = sorted({p.last_frame for p in predictions})
+    assert len(steps) >= 3 and len(engine.batches) == len(steps) and set(engine.batches) == {6}
+    for last in steps:
+        assert sorted(p.track_id for p in predictions if p.last_frame == last) == [1, 2, 3, 4, 5, 6]
+    assert {len(u.people) for u in updates[5:]} == {6}
+    assert pipeline.metrics.summary()["windows_skipped"] == 0
+
+
+def test_a_live_source_with_more_people_than_the_cap_keeps_up_and_counts_what_it_skips(tmp_path):
+    frames = 150  # 5 s at 30 fps
+    engine = CountingEngine(MeanPoseEngine(), delay=0.2)  # 2 windows (0.4 s) do not fit a 0.3 s step
+    source = SyntheticSource(frames, size=(480, 640), live=True, delay=1 / 30)
+    pipeline, predictions, _, elapsed = run_pipeline(tmp_path, source, engine, max_people=2, max_frames=frames)
+    summary = pipeline.metrics.summary()
+    assert engine.batches and max(engine.batches) <= 2 and engine.batches[-1] == 1
+    # 6 people a step: 4 over the cap every step, and the budget leaves out one more
+    assert summary["windows_skipped"] >= 4 * len(engine.batches) + len(engine.batches) - 1
+    assert summary["frames_processed"] + summary["frames_dropped"] >= frames - 1
+    assert elapsed < frames / 30 + 1.0  # done about when the camera stopped: never fell behind
+    assert max(p.latency_ms for p in predictions) < 1000
