@@ -212,3 +212,7 @@ def test_eval_reports_per_source_and_out_of_vocabulary_windows(tmp_path):
     skipped = evaluate_checkpoint(tmp_path / "ck.pt", data=data, split="val", windows=1, output=tmp_path / "eval",
                                   skip_classes=("forward_punch",))
     assert skipped["open_set"]["out_of_vocabulary_windows"] == 0 and skipped["sequences"] == 5
+    only_unknown = evaluate_checkpoint(tmp_path / "ck.pt", data=data, split="val", windows=1, output=tmp_path / "oov",
+                                       out_of_vocabulary=True, skip_classes=("clap", "jog", "wave"))
+    assert only_unknown["sequences"] == 0 and only_unknown["open_set"]["out_of_vocabulary_windows"] == 1
+    assert not (tmp_path / "oov" / "confusion.png").exists()

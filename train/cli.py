@@ -91,7 +91,7 @@ def run_eval(args: argparse.Namespace) -> int:
           f"{opened['in_vocabulary_shown_and_right']:.1%} of {opened['in_vocabulary_windows']} in-vocabulary windows "
           f"shown and right; {opened['out_of_vocabulary_confident']:.1%} of {opened['out_of_vocabulary_windows']} "
           f"out-of-vocabulary windows shown as confident")
-    print(f"report: {report['json']}, confusion matrix: {report['confusion_png']}")
+    print(f"report: {report['json']}" + (f", confusion matrix: {report['confusion_png']}" if "confusion_png" in report else ""))
     return 0
 
 

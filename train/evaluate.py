@@ -54,8 +54,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path | None = N
     sequences = [s for s in sequences if s.label not in skip_classes]
     known = [s for s in sequences if s.label in ck.class_names or not out_of_vocabulary]
     unknown = [s for s in sequences if s.label not in ck.class_names and out_of_vocabulary]
-    if not known:
-        raise InvalidInputError(f"no sequences of the checkpoint's classes to evaluate in {where} (split {split})")
+    if not sequences:
+        raise InvalidInputError(f"no sequences to evaluate in {where} (split {split})")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = ck.build().to(device)
 
@@ -64,7 +64,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path | None = N
                                 windows_per_sequence=windows, modality=ck.hparams.get("modality", "pose"))
         return predict_windows(net, dataset, batch_size, device)
 
-    scores, labels, seq_index = predict(known, ck.class_names)
+    scores, labels, seq_index = predict(known, ck.class_names) if known \
+        else (np.zeros((0, len(ck.class_names))), np.zeros(0, np.int64), np.zeros(0, np.int64))
     report = summarize(scores, labels, seq_index, ck.class_names)
     sources = np.array([s.source for s in known], dtype=object)[seq_index]
     if len(set(sources)) > 1:
@@ -80,9 +81,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path | None = N
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     report.update({"checkpoint": str(checkpoint), "data": where, "kind": data["kind"], "split": split,
-                   "windows_per_sequence": windows, "json": str(out / "report.json"),
-                   "confusion_png": str(out / "confusion.png")})
-    plot_confusion(np.array(report["confusion"]), ck.class_names, out / "confusion.png",
-                   f"{Path(checkpoint).name} on {Path(where).name}, {split} (video top-1 {report['video_top1']:.3f})")
+                   "windows_per_sequence": windows, "json": str(out / "report.json")})
+    if known:
+        report["confusion_png"] = str(out / "confusion.png")
+        plot_confusion(np.array(report["confusion"]), ck.class_names, out / "confusion.png",
+                       f"{Path(checkpoint).name} on {Path(where).name}, {split} "
+                       f"(video top-1 {report['video_top1']:.3f})")
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
