@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import queue
+import time
 
 import numpy as np
 import pytest
@@ -85,8 +86,9 @@ def test_metrics_snapshot_and_summary():
     q: queue.Queue = queue.Queue(maxsize=3)
     q.put(1)
     metrics.watch_queue("frames", q)
+    now = time.perf_counter()  # rates cover the last seconds up to now
     for i in range(5):
-        metrics.frame_captured(i / 10)
+        metrics.frame_captured(now - 0.4 + i / 10)
         metrics.record("pose_ms", float(i))
     metrics.increment("frames_dropped", 2)
     snapshot = metrics.snapshot()
