@@ -262,3 +262,20 @@ def test_model_selector_offers_the_shipped_models_by_name(qtbot, media):
     window.model_box.setEditText(str(media["checkpoint"]))
     assert window.current_config().checkpoint == str(media["checkpoint"])
     window.close()
+
+
+def test_a_recording_that_fails_stops_with_a_message(qtbot, media, monkeypatch):
+    """A full disk during a GUI recording: the recording stops, says why, and the file is finished."""
+    monkeypatch.setattr("star_har.realtime.recorder._free_bytes", lambda path: 0)
+    window = _window(qtbot, media, source="long")
+    window.start()
+    qtbot.waitUntil(lambda: window.predictions_seen >= 1, timeout=30000)
+    video = media["root"] / "full.avi"
+    window.controller.start_recording(video)
+    qtbot.waitUntil(lambda: window.message.text().startswith("recording stopped: disk almost full"), timeout=20000)
+    assert not window.controller.recording and not window.record_action.isChecked()
+    assert window.controller.state == "running"  # the recognition goes on
+    window.close()
+    capture = cv2.VideoCapture(str(video))
+    assert capture.read()[0]
+    capture.release()

@@ -78,6 +78,7 @@ class PipelineController(QObject):
     recording_changed = pyqtSignal(str)     # path being written, "" when not recording
     source_status = pyqtSignal(str, str)    # status (running, reconnecting, ...), message
     metrics_ready = pyqtSignal(object)      # MetricsSnapshot, also while no frame arrives
+    recording_failed = pyqtSignal(str)      # why the recording stopped (one line); the file is finished
 
     def __init__(self, factory: PipelineFactory = default_factory, poll_ms: int = 15,
                  parent: QObject | None = None) -> None:
@@ -259,6 +260,10 @@ class PipelineController(QObject):
             self.frame_ready.emit(update)
         if self.pipeline is not None:
             self._report_metrics()
+        if self._recorder is not None and self._recorder.error:  # e.g. the disk is almost full
+            error = self._recorder.error
+            self.stop_recording()
+            self.recording_failed.emit(error)
         if self.pipeline is not None and not self.pipeline.running:
             error = self.pipeline.error or ""
             self.failed_stage = ("source" if error and error == self.pipeline.capture_error

@@ -71,6 +71,7 @@ class MainWindow(QMainWindow):
         c.recording_changed.connect(self._on_recording)
         c.source_status.connect(self._on_source_status)
         c.metrics_ready.connect(self.show_metrics)
+        c.recording_failed.connect(lambda error: self.show_message(f"recording stopped: {error}"))
         self._on_state("idle")
 
     # -- construction ----------------------------------------------------------------------------
