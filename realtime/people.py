@@ -120,7 +120,7 @@ class PeopleStage:
                  max_people: int | None = None, live: bool = False, tracker: PersonTracker | None = None) -> None:
         self.ring_template, self.postprocess_template = ring, postprocess
         self.layout, self.metrics, self.max_people, self.live = layout, metrics, max_people, live
-        self.tracker = tracker or PersonTracker()
+        self.tracker = tracker or PersonTracker(layout)
         self.hop = ring.hop
         self.states: dict[int, PersonState] = {}
         self._last_step: int | None = None
@@ -136,7 +136,7 @@ class PeopleStage:
     def push(self, frame: Frame, people: np.ndarray) -> PeopleStep | None:
         """Add the ``(P, 33, 3)`` MediaPipe people of ``frame``; returns the step's windows when due."""
         people = convert_keypoints(np.reshape(people, (-1, 33, 3)), MEDIAPIPE_LAYOUT, self.layout)
-        tracks = self.tracker.update(people, frame.timestamp)
+        tracks = self.tracker.update(people, frame.timestamp, frame.image.shape[1])
         for track in self.tracker.ended:
             del self.states[track.track_id]
             self.metrics.increment("tracks_ended")

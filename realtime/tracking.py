@@ -1,15 +1,18 @@
 """Who is who from frame to frame: a small keypoint tracker for the people MediaPipe finds.
 
 Each frame's people are matched to the live tracks by one optimal assignment
-(:func:`scipy.optimize.linear_sum_assignment`) on a keypoint cost: the mean distance between the
-joints both skeletons show, after moving the track by its velocity to the frame's time, divided
-by the person's height. Comparing whole skeletons rather than boxes keeps two people apart while
-they cross (their boxes overlap, their joints do not coincide), and the velocity carries a person
-hidden behind another to where they reappear.
+(:func:`scipy.optimize.linear_sum_assignment`) on a cost from three cues (:func:`match_cost`): the
+mean distance between the joints both skeletons show, after moving the track by its velocity to
+the frame's time; where the feet are; and the torso's length (people at different distances from
+the camera differ in size, whatever their arms and legs do). Comparing whole skeletons rather than
+boxes keeps two people apart while they cross (their boxes overlap, their joints do not
+coincide), and the velocity carries a person hidden behind another to where they reappear.
 
 Lifecycle: a track is *tentative* until it was matched ``min_hits`` times in a row (a single
 false detection never gets an id), then *confirmed*; a confirmed track that is not seen is kept
-(``visible`` False, position predicted) for ``max_missed_seconds`` of stream time, then ends.
+(``visible`` False, position predicted) for ``max_missed_seconds`` of stream time (long enough
+for MediaPipe, which often loses people behind others for seconds), then ends; sooner when its
+predicted feet leave the frame.
 Ids count up from 1 and are never reused.
 
 Why not a library: the maintained ByteTrack packages do not fit this install. ``supervision``
@@ -27,8 +30,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from star_har.model.skeleton import get_layout
+
 #: Joints at or below this confidence are not compared (MediaPipe's guesses for hidden joints).
 MIN_JOINT_CONFIDENCE = 0.3
+#: Weight of the torso-length cue, times |log of the length ratio| (0.18 for a person 1.2 times as large).
+SIZE_WEIGHT = 0.5
+#: Added to an unseen track's cost per second unseen (up to UNSEEN_PENALTY_SECONDS).
+UNSEEN_PENALTY, UNSEEN_PENALTY_SECONDS = 0.05, 2.0
 #: How fast the skeleton's say in matching fades while a track is unseen (see :func:`match_cost`).
 POSE_MEMORY_SECONDS = 0.3
 _NO_MATCH = 1e6
@@ -43,6 +52,28 @@ def skeleton_boxes(people: np.ndarray, min_confidence: float = MIN_JOINT_CONFIDE
     low = np.where(confident[..., None], xy, np.inf).min(axis=1)
     high = np.where(confident[..., None], xy, -np.inf).max(axis=1)
     return np.concatenate([low, high], axis=1).astype(np.float32)
+
+
+def torso_joints(layout: str | None) -> tuple[list[int], list[int]] | None:
+    """Indices of the shoulders and the hips in ``layout`` (None when it lacks them)."""
+    if layout is None:
+        return None
+    names = get_layout(layout).joint_names
+    wanted = (("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"))
+    if not all(name in names for pair in wanted for name in pair):
+        return None
+    return tuple([names.index(name) for name in pair] for pair in wanted)
+
+
+def torso_lengths(people: np.ndarray, torso: tuple[list[int], list[int]] | None) -> np.ndarray:
+    """``(P,)`` distance between the shoulders' and the hips' midpoints (NaN where not all four
+    are confident, or without ``torso``)."""
+    if torso is None:
+        return np.full(len(people), np.nan, np.float32)
+    shoulders, hips = people[:, torso[0]], people[:, torso[1]]
+    length = np.linalg.norm(shoulders[..., :2].mean(axis=1) - hips[..., :2].mean(axis=1), axis=1)
+    confident = (np.concatenate([shoulders, hips], axis=1)[..., 2] > MIN_JOINT_CONFIDENCE).all(axis=1)
+    return np.where(confident & (length > 1), length, np.nan).astype(np.float32)
 
 
 def ground_point(box: np.ndarray) -> np.ndarray:
@@ -65,6 +96,7 @@ class Track:
     history: deque = field(default_factory=lambda: deque(maxlen=64))
     hits: int = 1
     visible: bool = True
+    torso: float = float("nan")  # smoothed torso length (px), NaN until measured
 
     def __post_init__(self) -> None:
         self.history.append((self.last_seen, *ground_point(self.box)))
@@ -81,7 +113,8 @@ class Track:
         return self.velocity * min(now - self.last_seen, horizon)
 
 
-def match_cost(track: Track, now: float, horizon: float, people: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def match_cost(track: Track, now: float, horizon: float, people: np.ndarray, boxes: np.ndarray,
+               torsos: np.ndarray) -> np.ndarray:
     """``(P,)`` cost of ``track`` being each of ``people`` ``(P, J, 3)`` (boxes ``(P, 4)``), in units
     of the person's size (the larger of the two boxes' longer sides: a squat does not shrink it).
 
@@ -89,7 +122,9 @@ def match_cost(track: Track, now: float, horizon: float, people: np.ndarray, box
     the joints both skeletons show (the centre distance when they share fewer than 3), and the
     distance between the feet (:func:`ground_point`). The skeleton decides between frames; the
     longer a track is unseen the more its pose may have changed, so its weight fades (time
-    constant :data:`POSE_MEMORY_SECONDS`) in favour of where the walk predicts the feet.
+    constant :data:`POSE_MEMORY_SECONDS`) in favour of where the walk predicts the feet. The torso
+    length ``torsos`` ``(P,)`` of each person against the track's adds :data:`SIZE_WEIGHT` times
+    the absolute log ratio (nothing where either is unknown).
     """
     shift = track.predicted_shift(now, horizon)
     moved = track.keypoints[:, :2] + shift
@@ -103,20 +138,23 @@ def match_cost(track: Track, now: float, horizon: float, people: np.ndarray, box
     feet_cost = np.linalg.norm(feet - ground_point(track.box) - shift, axis=1)
     pose_weight = np.exp(-(now - track.last_seen) / POSE_MEMORY_SECONDS)
     sizes = np.maximum(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]), track.height)
-    return (pose_weight * skeleton_cost + (1 - pose_weight) * feet_cost) / sizes
+    size_cost = np.nan_to_num(np.abs(np.log(torsos / track.torso)), nan=0.0)
+    return (pose_weight * skeleton_cost + (1 - pose_weight) * feet_cost) / sizes + SIZE_WEIGHT * size_cost
 
 
 class PersonTracker:
     """Keeps an id on every person across frames (see the module doc).
 
     max_cost: largest matching cost (mean joint distance / person height) accepted as the same
-    person. max_missed_seconds: how long an unseen confirmed track is kept. min_hits: matches in
+    person. layout: the skeletons' joint layout (its shoulders and hips give the torso-length cue).
+    max_missed_seconds: how long an unseen confirmed track is kept. min_hits: matches in
     a row before a track is confirmed. velocity_seconds: the velocity is the least-squares slope of
     the feet over this much recent history (a longer baseline averages out per-frame pose noise).
     """
 
-    def __init__(self, max_cost: float = 0.5, max_missed_seconds: float = 3.0, min_hits: int = 2,
-                 velocity_seconds: float = 1.0) -> None:
+    def __init__(self, layout: str | None = None, max_cost: float = 0.5, max_missed_seconds: float = 5.0,
+                 min_hits: int = 2, velocity_seconds: float = 1.0) -> None:
+        self.torso = torso_joints(layout)
         self.max_cost, self.max_missed_seconds = max_cost, max_missed_seconds
         self.min_hits, self.velocity_seconds = min_hits, velocity_seconds
         self.tracks: list[Track] = []
@@ -130,9 +168,10 @@ class PersonTracker:
     def reset(self) -> None:
         self.tracks, self.ended = [], []
 
-    def update(self, people: np.ndarray, timestamp: float) -> list[Track]:
+    def update(self, people: np.ndarray, timestamp: float, width: float | None = None) -> list[Track]:
         """Match ``(P, J, 3)`` skeletons (pixels) seen at ``timestamp`` s; returns :meth:`confirmed`.
-        Tracks that ended are in :attr:`ended` until the next update."""
+        Tracks that ended are in :attr:`ended` until the next update. ``width``: the frame's, so that
+        an unseen person whose feet the velocity carried out of the frame ends at once (walked out)."""
         people = np.asarray(people, dtype=np.float32)
         if any(timestamp < t.last_seen for t in self.tracks):  # the stream restarted: nobody carries over
             self.reset()
@@ -148,14 +187,18 @@ class PersonTracker:
             if id(track) not in matched_tracks:
                 track.visible = False
                 confirmed = track.hits >= self.min_hits
-                if not confirmed or timestamp - track.last_seen > self.max_missed_seconds:
+                unseen = timestamp - track.last_seen
+                feet_x = ground_point(track.box)[0] + track.predicted_shift(timestamp, self.max_missed_seconds)[0]
+                left = width is not None and not 0 <= feet_x < width
+                if not confirmed or unseen > self.max_missed_seconds or left:
                     if confirmed:
                         self.ended.append(track)
                     continue
             kept.append(track)
-        boxes = skeleton_boxes(people)
+        boxes, torsos = skeleton_boxes(people), torso_lengths(people, self.torso)
         for index in sorted(set(range(len(people))) - matched_people):
-            kept.append(Track(self._next_id, people[index].copy(), boxes[index], timestamp, timestamp))
+            kept.append(Track(self._next_id, people[index].copy(), boxes[index], timestamp, timestamp,
+                              torso=float(torsos[index])))
             self._next_id += 1
         self.tracks = kept
         return self.confirmed()
@@ -163,12 +206,13 @@ class PersonTracker:
     def _assign(self, people: np.ndarray, timestamp: float) -> list[tuple[Track, int]]:
         if not self.tracks or not len(people):
             return []
+        boxes, torsos = skeleton_boxes(people), torso_lengths(people, self.torso)
         cost = np.empty((len(self.tracks), len(people)))
-        boxes = skeleton_boxes(people)
         for row, track in enumerate(self.tracks):
-            cost[row] = match_cost(track, timestamp, self.max_missed_seconds, people, boxes)
-            # an unseen track is less certain: a visible one wins a tie
-            cost[row] += 0.1 * min(timestamp - track.last_seen, self.max_missed_seconds) * (not track.visible)
+            cost[row] = match_cost(track, timestamp, self.max_missed_seconds, people, boxes, torsos)
+            # where an unseen person is grows less certain with time: at a crossing, where a hidden
+            # person's predicted place coincides with a visible one's, the visible track keeps its person
+            cost[row] += UNSEEN_PENALTY * min(timestamp - track.last_seen, UNSEEN_PENALTY_SECONDS) * (not track.visible)
         cost[cost > self.max_cost] = _NO_MATCH
         rows, cols = linear_sum_assignment(cost)
         return [(self.tracks[r], int(c)) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
@@ -182,5 +226,8 @@ class PersonTracker:
         t = t - t.mean()
         if len(t) >= 3 and t @ t > 0:
             track.velocity = (np.array([t @ (x - x.mean()), t @ (y - y.mean())]) / (t @ t)).astype(np.float32)
+        torso = float(torso_lengths(person[None], self.torso)[0])
+        if not np.isnan(torso):
+            track.torso = torso if np.isnan(track.torso) else 0.7 * track.torso + 0.3 * torso
         track.hits += 1
         track.visible = True

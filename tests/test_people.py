@@ -48,7 +48,7 @@ def test_each_person_gets_windows_on_shared_steps_from_their_own_history():
     stage.metrics = metrics
     a, b, c = mediapipe_person(40), mediapipe_person(300, seed=1), mediapipe_person(520, seed=2)
     steps = {}
-    for k in range(70):
+    for k in range(90):
         people = [wobble(a, k), wobble(b, k)] + ([wobble(c, k)] if 10 <= k < 35 else [])
         step = stage.push(frame(k), np.stack(people))
         if step is not None:
@@ -66,7 +66,7 @@ def test_each_person_gets_windows_on_shared_steps_from_their_own_history():
     assert [k for k in sorted(ids) if 3 in ids[k]][0] == 27
     third = next(w for w in steps[30].windows if w.state.track.track_id == 3)
     assert third.window.first_frame == 15 and third.window.person_found.all()
-    # c left on frame 35: kept while unseen (windows show the gap), ended after 3 s without it
+    # c left on frame 35: kept while unseen (windows show the gap), ended after 5 s without it
     gap = next(w for w in steps[39].windows if w.state.track.track_id == 3)
     assert gap.window.person_found[-5:].tolist() == [False] * 5
     assert 3 not in ids[max(ids)] and metrics.snapshot().tracks_ended == 1

@@ -95,3 +95,14 @@ def test_two_people_far_apart_are_never_merged():
         tracks = tracker.update(np.stack([a, b] if k % 2 else [b, a]), k * 0.1)
     assert sorted(t.track_id for t in tracks) == [1, 2]
     assert {t.track_id: round(float(t.box[0])) for t in tracks} == {1: round(b[:, 0].min()), 2: round(a[:, 0].min())}
+
+
+def test_a_person_who_walked_out_of_the_frame_ends_at_once():
+    person = np.concatenate([np.random.default_rng(3).uniform(0, 1, (13, 2)) * [60, 200], np.ones((13, 1))], axis=1)
+    tracker = PersonTracker()
+    for k in range(10):  # walking right at 300 px/s towards the right edge of a 640-pixel frame
+        tracker.update((person + [480 + 30 * k, 100, 0])[None], k * 0.1, width=640)
+    t = 1.0
+    while tracker.update(np.zeros((0, 13, 3)), t, width=640):
+        t += 0.1
+    assert t < 1.5 and len(tracker.ended) == 1  # not the 5 s an unseen person inside the frame is kept
