@@ -31,8 +31,10 @@ from PyQt6.QtWidgets import (
 from star_har.realtime import MODELS, model_checkpoint
 from star_har.realtime.engines.table import engine_choices
 from star_har.realtime.gui.controller import PipelineController, PipelineFactory, default_factory
+from star_har.realtime.gui.people import PeoplePanel
 from star_har.realtime.gui.widgets import ImportanceBars, PredictionPanel, Timeline, VideoView
 from star_har.realtime.metrics import MetricsSnapshot
+from star_har.realtime.overlay import draw_people
 from star_har.realtime.pipeline import FrameUpdate, PipelineConfig
 from star_har.realtime.postprocess import ACTION, Prediction
 
@@ -58,6 +60,7 @@ class MainWindow(QMainWindow):
         self.controller = PipelineController(factory, parent=self)
         self.predictions_seen = 0
         self._class_names: list[str] = []
+        self._layout = "penn13"  # the running checkpoint's joint layout (set when it starts)
         self._build_controls(sources or [])
         self._build_layout()
         self._build_actions()
@@ -113,6 +116,8 @@ class MainWindow(QMainWindow):
         self.importance = ImportanceBars()
         self.timeline = Timeline()
         self.prediction_panel = PredictionPanel()
+        self.people = PeoplePanel()  # multi-person runs only
+        self.people.hide()
         self.history = QListWidget()
         self.history.setToolTip("when the recognised action changed (stream time)")
         self.message = QLabel()
@@ -150,6 +155,7 @@ class MainWindow(QMainWindow):
         right = QWidget()
         side = QVBoxLayout(right)
         side.addWidget(self.prediction_panel)
+        side.addWidget(self.people)
         side.addWidget(QLabel("Action changes"))
         side.addWidget(self.history, 1)
         side.addWidget(settings)
@@ -283,7 +289,12 @@ class MainWindow(QMainWindow):
 
     # -- controller signals ----------------------------------------------------------------------
     def show_frame(self, update: FrameUpdate) -> None:
-        self.video.set_frame(update.frame.image, update.keypoints if update.person_found else None)
+        if update.people is None:
+            self.video.set_frame(update.frame.image, update.keypoints if update.person_found else None)
+        else:  # everybody drawn as in the recorded video, each in their own colour
+            self.video.set_frame(draw_people(update.frame.image.copy(), update.people, self._layout), None)
+            self.people.set_people(update.people)
+            self.people.show()
         self.show_metrics(update.metrics)
 
     def show_metrics(self, m: MetricsSnapshot) -> None:
@@ -302,6 +313,8 @@ class MainWindow(QMainWindow):
 
     def show_prediction(self, prediction: Prediction) -> None:
         self.predictions_seen += 1
+        if not self.people.follows(prediction):  # another person's than the selected one's
+            return
         self.prediction_panel.set_prediction(prediction)
         self.importance.set_window(prediction.importance, prediction.frame_indices,
                                    self.controller.thumbnails.get(prediction.frame_indices))
@@ -317,6 +330,7 @@ class MainWindow(QMainWindow):
         self._class_names = list(description["classes"])
         self.timeline.set_classes(self._class_names)
         self.video.set_layout(description["joint_layout"])
+        self._layout = description["joint_layout"]
         self._engine_text = (f"{description['engine']} on {description['device']} · {description['model']} "
                              f"{description['modality']} · {Path(description['checkpoint']).name}")
         self.status_labels["engine"].setText(self._engine_text)
