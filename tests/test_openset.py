@@ -119,3 +119,12 @@ def test_models_are_chosen_by_name():
     assert parser.parse_args(["run", "--checkpoint", "mine.pt"]).checkpoint == "mine.pt"
     with pytest.raises(UnknownNameError, match="shipped: everyday, penn-sports"):
         model_checkpoint("sports")
+
+
+def test_background_windows_are_reported_apart_from_the_vocabulary():
+    logits = np.array([[5.0, 0, 0, 0], [0, 0, 0, 5.0], [0, 0, 0, 5.0], [0, 5.0, 0, 0]])
+    labels = np.array([0, 3, 3, 3])  # the last background window is taken for a wave
+    report = open_set_report(logits, labels, np.zeros((0, 4)), NAMES, OpenSet(1.0, 0.5))
+    assert report["in_vocabulary_shown_and_right"] == 1.0 and report["in_vocabulary_windows"] == 1
+    assert report["background_confident"] == pytest.approx(1 / 3) and report["background_windows"] == 3
+    assert np.isnan(report["out_of_vocabulary_confident"]) and report["out_of_vocabulary_windows"] == 0

@@ -90,7 +90,9 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"open set ({'calibrated' if opened['calibrated'] else 'uncalibrated: threshold 0.5'}): "
           f"{opened['in_vocabulary_shown_and_right']:.1%} of {opened['in_vocabulary_windows']} in-vocabulary windows "
           f"shown and right; {opened['out_of_vocabulary_confident']:.1%} of {opened['out_of_vocabulary_windows']} "
-          f"out-of-vocabulary windows shown as confident")
+          f"out-of-vocabulary windows shown as confident"
+          + (f"; {opened['background_confident']:.1%} of {opened['background_windows']} background windows"
+             if opened["background_windows"] else ""))
     print(f"report: {report['json']}" + (f", confusion matrix: {report['confusion_png']}" if "confusion_png" in report else ""))
     return 0
 

@@ -45,18 +45,22 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, class_names: list[str], ke
 def open_set_report(known_logits: np.ndarray, known_labels: np.ndarray, unknown_logits: np.ndarray,
                     class_names: list[str], open_set: OpenSet) -> dict[str, float]:
     """Per window: share of in-vocabulary windows shown and right, share of out-of-vocabulary
-    windows shown as a confident action (NaN where there are none)."""
+    windows shown as a confident action (NaN where there are none). Windows labelled
+    :data:`BACKGROUND` are the trained kind of out-of-vocabulary: reported on their own."""
     def share(mask: np.ndarray) -> float:
         return float(mask.mean()) if len(mask) else float("nan")
 
-    known = open_set.probabilities(known_logits) if len(known_logits) else np.zeros((0, len(class_names)))
-    shown = open_set.confident(known, class_names) if len(known) else np.zeros(0, bool)
-    unknown = open_set.probabilities(unknown_logits) if len(unknown_logits) else np.zeros((0, len(class_names)))
-    return {"in_vocabulary_shown_and_right": share(shown & (known.argmax(axis=1) == known_labels)),
-            "in_vocabulary_windows": int(len(known)),
-            "out_of_vocabulary_confident": share(open_set.confident(unknown, class_names) if len(unknown)
-                                                 else np.zeros(0, bool)),
-            "out_of_vocabulary_windows": int(len(unknown))}
+    def confident(logits: np.ndarray) -> np.ndarray:
+        return open_set.confident(open_set.probabilities(logits), class_names) if len(logits) else np.zeros(0, bool)
+
+    background = np.asarray(class_names, dtype=object)[known_labels] == BACKGROUND
+    shown_and_right = confident(known_logits) & (known_logits.argmax(axis=1) == known_labels)
+    return {"in_vocabulary_shown_and_right": share(shown_and_right[~background]),
+            "in_vocabulary_windows": int((~background).sum()),
+            "background_confident": share(confident(known_logits[background])),
+            "background_windows": int(background.sum()),
+            "out_of_vocabulary_confident": share(confident(unknown_logits)),
+            "out_of_vocabulary_windows": int(len(unknown_logits))}
 
 
 def calibrate_checkpoint(checkpoint: str | Path, data: dict[str, Any], keep: float = 0.95,
