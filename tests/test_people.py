@@ -211,3 +211,29 @@ def test_a_live_source_with_more_people_than_the_cap_keeps_up_and_counts_what_it
     assert summary["frames_processed"] + summary["frames_dropped"] >= frames - 1
     assert elapsed < frames / 30 + 1.0  # done about when the camera stopped: never fell behind
     assert max(p.latency_ms for p in predictions) < 1000
+
+
+def test_an_rgb_model_gets_each_person_cropped_around_that_person():
+    stage = PeopleStage(RingBuffer(SAMPLING, HOP, needs_frames=True, input_size=(32, 32)),
+                        PostProcessor(CLASS_NAMES), "penn13", Metrics())
+    image = np.zeros((*SIZE, 3), np.uint8)
+    image[:, :320] = (0, 0, 255)  # BGR: red on the left half, blue on the right
+    image[:, 320:] = (255, 0, 0)
+    left, right = mediapipe_person(60, seed=1), mediapipe_person(420, seed=2)
+    steps = []
+    for k in range(30):
+        step = stage.push(Frame(k, k / FPS, image, time.perf_counter()), np.stack([wobble(left, k), wobble(right, k)]))
+        steps += [step] if step is not None else []
+    windows = {w.state.track.track_id: w.window for w in steps[-1].windows}
+    for track_id, (more, less) in ((1, (0, 2)), (2, (2, 0))):  # frames are RGB: red = channel 0
+        frames = windows[track_id].frames
+        assert frames.shape == (3, 16, 32, 32)
+        assert frames[more].mean() > frames[less].mean() + 1.0, track_id
+    seen = []
+
+    class FramesEngine(MeanPoseEngine):
+        def infer(self, frames, keypoints):
+            seen.append(frames.shape)
+            return super().infer(frames, keypoints)
+
+    assert len(stage.infer(FramesEngine(), steps[-1])) == 2 and seen == [(2, 3, 16, 32, 32)]
