@@ -130,8 +130,9 @@ class PeopleStage:
 
     # -- pose thread ---------------------------------------------------------------------------
     def step_due(self, frame: Frame) -> bool:
-        """Whether ``frame`` is a step (windows are cut on it): every ``hop`` frames."""
-        return self._last_step is None or frame.index - self._last_step >= self.hop
+        """Whether ``frame`` is a step (windows are cut on it): every ``hop`` frames (and after the
+        stream's numbering started again)."""
+        return self._last_step is None or not 0 <= frame.index - self._last_step < self.hop
 
     def push(self, frame: Frame, people: np.ndarray) -> PeopleStep | None:
         """Add the ``(P, 33, 3)`` MediaPipe people of ``frame``; returns the step's windows when due."""
@@ -145,7 +146,7 @@ class PeopleStage:
             if self._last_step_time is not None:
                 self._step_seconds = frame.timestamp - self._last_step_time
             self._last_step, self._last_step_time = frame.index, frame.timestamp
-        cut: list[PersonWindow] = []
+        cut: list[tuple[PersonState, Window]] = []
         for track in tracks:
             state = self.states.get(track.track_id)
             if state is None:
@@ -159,13 +160,14 @@ class PeopleStage:
             state.ring.hop = 1 if step else 2**62
             window = state.ring.push(frame, keypoints, track.visible)
             if step and window is not None:
-                cut.append(PersonWindow(state, window, track.box.copy(), 0.0))
+                cut.append((state, window))
         if not step or not cut:
             return None
-        largest = max(float((w.box[2] - w.box[0]) * (w.box[3] - w.box[1])) for w in cut)
-        size = frame.image.shape[:2]
-        ranked = sorted((PersonWindow(w.state, w.window, w.box, priority(w.box, largest, w.state.track.age(
-            frame.timestamp), size)) for w in cut), key=lambda w: -w.priority)
+        largest = max(float((s.track.box[2] - s.track.box[0]) * (s.track.box[3] - s.track.box[1])) for s, _ in cut)
+        ranked = sorted((PersonWindow(state, window, state.track.box.copy(),
+                                      priority(state.track.box, largest, state.track.age(frame.timestamp),
+                                               frame.image.shape[:2])) for state, window in cut),
+                        key=lambda w: -w.priority)
         if self.max_people is not None and len(ranked) > self.max_people:
             self.metrics.increment("windows_skipped", len(ranked) - self.max_people)
             ranked = ranked[: self.max_people]
@@ -182,11 +184,12 @@ class PeopleStage:
         for all that need the model."""
         needed = [w for w in step.windows if w.state.postprocess.needs_inference(w.window)]
         affordable = self._affordable(len(needed))
+        windows = step.windows
         if affordable < len(needed):
             self.metrics.increment("windows_skipped", len(needed) - affordable)
             skipped = {id(w) for w in needed[affordable:]}
             needed = needed[:affordable]
-            step.windows = [w for w in step.windows if id(w) not in skipped]
+            windows = [w for w in windows if id(w) not in skipped]
         outputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         inference_ms = math.nan
         if needed:
@@ -200,7 +203,7 @@ class PeopleStage:
                 0.7 * self._ms_per_window + 0.3 * per_window
             outputs = {id(w): (logits[i], importance[i]) for i, w in enumerate(needed)}
         predictions = []
-        for w in step.windows:
+        for w in windows:
             if id(w) in outputs:
                 prediction = w.state.postprocess.update(w.window, *outputs[id(w)])
                 prediction.inference_ms = inference_ms

@@ -165,23 +165,20 @@ class PersonTracker:
         """The live confirmed tracks (seen in this frame or kept while unseen), oldest first."""
         return [t for t in self.tracks if t.hits >= self.min_hits]
 
-    def reset(self) -> None:
-        self.tracks, self.ended = [], []
-
     def update(self, people: np.ndarray, timestamp: float, width: float | None = None) -> list[Track]:
         """Match ``(P, J, 3)`` skeletons (pixels) seen at ``timestamp`` s; returns :meth:`confirmed`.
         Tracks that ended are in :attr:`ended` until the next update. ``width``: the frame's, so that
         an unseen person whose feet the velocity carried out of the frame ends at once (walked out)."""
         people = np.asarray(people, dtype=np.float32)
+        self.ended = []
         if any(timestamp < t.last_seen for t in self.tracks):  # the stream restarted: nobody carries over
-            self.reset()
+            self.ended, self.tracks = self.confirmed(), []
         matches = self._assign(people, timestamp)
         matched_people = set()
         for track, index in matches:
             self._follow(track, people[index], timestamp)
             matched_people.add(index)
         matched_tracks = {id(track) for track, _ in matches}
-        self.ended = []
         kept = []
         for track in self.tracks:
             if id(track) not in matched_tracks:

@@ -144,7 +144,7 @@ def test_a_live_step_is_kept_within_the_time_to_the_next_one():
     people = [mediapipe_person(x, seed=i) for i, x in enumerate((20, 170, 320, 470))]
     for step in run_steps(stage, people, frames=50):
         predictions = stage.infer(engine, step)
-        assert len(predictions) == len(step.windows) == engine.batches[-1]
+        assert len(predictions) == engine.batches[-1] <= len(step.windows)  # the left-out get no prediction
     # before any measurement everybody; then what the measured cost fits into 0.3 s (2, 1 on a loaded machine)
     assert engine.batches[0] == 4 and len(engine.batches) > 3 and set(engine.batches[1:]) <= {1, 2}
     assert metrics.snapshot().windows_skipped == sum(4 - b for b in engine.batches)

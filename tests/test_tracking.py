@@ -106,3 +106,13 @@ def test_a_person_who_walked_out_of_the_frame_ends_at_once():
     while tracker.update(np.zeros((0, 13, 3)), t, width=640):
         t += 0.1
     assert t < 1.5 and len(tracker.ended) == 1  # not the 5 s an unseen person inside the frame is kept
+
+
+def test_a_restarted_stream_ends_every_track():
+    person = np.concatenate([np.random.default_rng(4).uniform(100, 300, (13, 2)), np.ones((13, 1))], axis=1)
+    tracker = PersonTracker()
+    tracker.update(person[None], 5.0)
+    (track,) = tracker.update(person[None], 5.1)
+    assert tracker.update(person[None], 0.0) == [] and tracker.ended == [track]  # time went back
+    tracker.update(person[None], 0.1)
+    assert tracker.confirmed()[0].track_id != track.track_id
