@@ -74,6 +74,17 @@ def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, layout: str | JointL
     return image
 
 
+def person_label(person: Person) -> str:
+    """``#2 squat 83%`` (the latest prediction), ``#2 waiting for a window`` before the first one, and
+    ``#2 back in view`` while the latest window mostly missed a person who is visible again."""
+    prediction = person.prediction
+    if prediction is None:
+        return f"#{person.track_id} waiting for a window"
+    if prediction.state == NO_PERSON and person.visible:
+        return f"#{person.track_id} back in view"
+    return prediction.text()
+
+
 def draw_people(image: np.ndarray, people: Sequence[Person], layout: str | JointLayout) -> np.ndarray:
     """Draw every person in place: skeleton and box in :func:`track_colour`, ``#id`` and the
     person's latest action above the box. People hidden right now keep only a thin box where
@@ -85,10 +96,7 @@ def draw_people(image: np.ndarray, people: Sequence[Person], layout: str | Joint
         if person.visible:
             draw_skeleton(image, person.keypoints, layout, colour=colour)
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, max(1, round((2 if person.visible else 1) * s)))
-        label = f"#{person.track_id}"
-        if person.prediction is not None:
-            label = person.prediction.text()
-        _text(image, label, (x1, max(round(14 * s), y1 - round(6 * s))), 0.55 * s, colour, 1)
+        _text(image, person_label(person), (x1, max(round(14 * s), y1 - round(6 * s))), 0.55 * s, colour, 1)
     return image
 
 

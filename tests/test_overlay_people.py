@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from star_har.realtime.overlay import draw_overlay, track_colour
+from star_har.realtime.overlay import draw_overlay, person_label, track_colour
 from star_har.realtime.people import Person, PersonPrediction
-from star_har.realtime.postprocess import ACTION
+from star_har.realtime.postprocess import ACTION, NO_PERSON
 
 
 def person(track_id: int, x: float, visible: bool = True, label: str | None = "squat") -> Person:
@@ -46,3 +46,12 @@ def test_a_hidden_person_keeps_a_box_but_no_skeleton():
     hidden = draw_overlay(image, None, "penn13", None, people=[person(1, 200, visible=False)])
     colour = track_colour(1)
     assert 0 < colour_pixels(hidden, colour, 0, 640) < colour_pixels(visible, colour, 0, 640) / 2
+
+
+def test_labels_say_what_is_known_about_each_person():
+    assert person_label(person(4, 0)) == "#4 squat 90%"
+    assert person_label(person(4, 0, label=None)) == "#4 waiting for a window"
+    back = person(4, 0)
+    back.prediction.state = NO_PERSON
+    assert person_label(back) == "#4 back in view"
+    assert person_label(Person(4, back.keypoints, back.box, False, back.prediction)) == "#4 no person in view"

@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from PyQt6.QtWidgets import QListWidget, QListWidgetItem
 
 from star_har.realtime.gui.widgets import bgr
-from star_har.realtime.overlay import track_colour
+from star_har.realtime.overlay import person_label, track_colour
 from star_har.realtime.people import Person, PersonPrediction
 
 
 def person_row(person: Person) -> str:
-    """``#2 squat 83%`` (``PersonPrediction.text``), ``#2 waiting for a window``, plus ``(hidden)``."""
-    text = person.prediction.text() if person.prediction is not None else f"#{person.track_id} waiting for a window"
-    return text if person.visible else f"{text} (hidden)"
+    """The overlay's label (:func:`~realtime.overlay.person_label`), plus ``(hidden)`` while unseen."""
+    return person_label(person) if person.visible else f"{person_label(person)} (hidden)"
 
 
 class PeoplePanel(QListWidget):
