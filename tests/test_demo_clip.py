@@ -120,13 +120,14 @@ def test_shipped_model_recognises_the_demo_actions():
     import torch
 
     from star_har.model import load_checkpoint
-    from star_har.realtime import DEFAULT_CHECKPOINT
+    from star_har.realtime import DEMO_MODEL, model_checkpoint
     from star_har.realtime.demo.clip import DEFAULT_ACTIONS, penn13_from_body
     from star_har.realtime.demo.render import frame_camera
 
-    if not DEFAULT_CHECKPOINT.is_file():
-        pytest.skip(f"no shipped checkpoint at {DEFAULT_CHECKPOINT}")
-    checkpoint = load_checkpoint(DEFAULT_CHECKPOINT)
+    shipped = model_checkpoint(DEMO_MODEL)
+    if not shipped.is_file():
+        pytest.skip(f"no shipped checkpoint at {shipped}")
+    checkpoint = load_checkpoint(shipped)
     net = checkpoint.build()
     step = max(1, round(checkpoint.sampling.frame_interval * 30))
     span = step * (checkpoint.sampling.frames_per_window - 1) + 1
