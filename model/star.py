@@ -57,6 +57,7 @@ from star_har.errors import InvalidInputError
 from star_har.model.attention import FeedForward, MultiHeadAttention, sinusoidal_encoding
 from star_har.model.backbone import STAGE_CHANNELS, MC18Features
 from star_har.model.heatmaps import gaussian_heatmaps, joint_map_tokens, normalize_to_person_box
+from star_har.model.importance import ImportanceHead, interpolation_residuals
 from star_har.model.pose_features import KINEMATIC_FEATURES, JointKinematics, TemporalStem
 from star_har.model.registry import ActionOutput, register_model
 from star_har.model.skeleton import get_layout
@@ -154,6 +155,8 @@ class STARTransformer(nn.Module):
             "field" is Eq. 1 (the CNN map, or the learned field in the ``pose`` modality).
         temporal_kernel: frames of the per-joint temporal stem; 0 = none (the paper).
         flip_test: average the logits of the window and its mirror image in eval mode.
+        importance_head: report frame importance from an :class:`ImportanceHead` fitted to
+            occlusion (``star-har importance fit``) instead of the class tokens' FAttn rows.
 
     forward(frames, keypoints) -> ActionOutput(logits (B, K), frame_importance (B, T)):
         frames: ``(B, 3, T, H, W)`` RGB normalised with the Kinetics mean/std, or None in the
@@ -168,7 +171,7 @@ class STARTransformer(nn.Module):
                  backbone_weights: str | os.PathLike | None = None, joint_stage: str = "layer2",
                  global_grid: int | None = None, field_size: int = 16, field_channels: int = 64,
                  layout: str | None = None, joint_features: Sequence[str] = ("field",),
-                 temporal_kernel: int = 0, flip_test: bool = False) -> None:
+                 temporal_kernel: int = 0, flip_test: bool = False, importance_head: bool = False) -> None:
         super().__init__()
         if modality not in ("rgb+pose", "pose"):
             raise InvalidInputError(f"modality must be 'rgb+pose' or 'pose', not {modality!r}")
@@ -192,7 +195,7 @@ class STARTransformer(nn.Module):
                             joint_stage=joint_stage, global_grid=global_grid,
                             field_size=field_size, field_channels=field_channels, layout=layout,
                             joint_features=list(joint_features), temporal_kernel=temporal_kernel,
-                            flip_test=flip_test)
+                            flip_test=flip_test, importance_head=importance_head)
         self.modality, self.sigma, self.min_confidence = modality, sigma, min_confidence
         self.global_grid = global_grid
         self.use_field = "field" in joint_features
@@ -223,6 +226,7 @@ class STARTransformer(nn.Module):
         self.layers = nn.ModuleList(
             [STARLayer(dim, num_heads, "zigzag", mlp_ratio, dropout) for _ in range(depth)]
             + [STARLayer(dim, num_heads, "binary", mlp_ratio, dropout) for _ in range(depth)])
+        self.importance_head = ImportanceHead(dim, num_joints) if importance_head else None
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(),
                                   nn.Dropout(dropout), nn.Linear(dim, num_classes))
 
@@ -268,6 +272,18 @@ class STARTransformer(nn.Module):
 
     def classify(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> ActionOutput:
         """One pass of the model (``forward`` adds the test-time flip)."""
+        frame_tokens, cls, attention = self.encode(frames, keypoints)
+        if self.importance_head is not None:
+            boxed = normalize_to_person_box(keypoints, self.min_confidence)
+            residuals = interpolation_residuals(boxed, self.min_confidence)
+            importance = self.importance_head(frame_tokens, cls, residuals)
+        else:
+            importance = attention / attention.sum(dim=1, keepdim=True)
+        return ActionOutput(self.head(cls.mean(dim=1)), importance)
+
+    def encode(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The transformer's outputs: frame tokens ``(B, T, P, D)``, class tokens ``(B, C, D)``
+        and the class tokens' FAttn weight on each frame summed over layers ``(B, T)``."""
         boxed = normalize_to_person_box(keypoints, self.min_confidence)
         if self.modality == "pose":
             field = self.feature_field.to(keypoints.dtype) if self.use_field else None
@@ -287,10 +303,8 @@ class STARTransformer(nn.Module):
             grid = self.grid_proj(last.flatten(3).permute(0, 2, 3, 1))      # (B, T, G, D)
             frame_tokens = torch.cat((grid, joints), dim=2)
         cls = self.cls_tokens.expand(keypoints.shape[0], -1, -1)
-        importance = torch.zeros(keypoints.shape[:2], dtype=frame_tokens.dtype, device=keypoints.device)
+        attention = torch.zeros(keypoints.shape[:2], dtype=frame_tokens.dtype, device=keypoints.device)
         for layer in self.layers:
             frame_tokens, cls, frame_attention = layer(frame_tokens, cls)
-            importance = importance + frame_attention
-        importance = importance / importance.sum(dim=1, keepdim=True)
-        logits = self.head(cls.mean(dim=1))
-        return ActionOutput(logits, importance)
+            attention = attention + frame_attention
+        return frame_tokens, cls, attention

@@ -9,6 +9,9 @@ from pathlib import Path
 from star_har.errors import InvalidInputError
 from star_har.realtime import DEFAULT_CHECKPOINT
 
+#: How the importance bars are computed (see :mod:`star_har.realtime.importance`).
+IMPORTANCE_METHODS = ("model", "occlusion")
+
 #: Frame rate assumed for sources that do not report one (cameras, streams, image folders).
 DEFAULT_FPS = 30.0
 
@@ -35,6 +38,7 @@ class PipelineConfig:
     pose_model: str | Path | None = None
     num_poses: int = 1  # > 1: every person in view is tracked and recognised (realtime.people)
     max_people: int | None = None  # people recognised per step at most (the best ranked); None: all
+    importance: str = "model"  # how the bars are computed: realtime.importance.IMPORTANCE_METHODS
     pose_every_frame: bool = False
     realtime_pace: bool = False
     max_frames: int | None = None
@@ -43,6 +47,9 @@ class PipelineConfig:
     window_queue_size: int = 2
 
     def __post_init__(self) -> None:
+        if self.importance not in IMPORTANCE_METHODS:
+            raise InvalidInputError(f"importance must be one of {', '.join(IMPORTANCE_METHODS)}, "
+                                    f"not {self.importance!r}")
         for name, low in (("hop_seconds", 0.0), ("image_fps", 0.0)):
             value = getattr(self, name)
             if value is not None and not value > low:

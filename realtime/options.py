@@ -12,7 +12,7 @@ from dataclasses import fields
 
 from star_har.args import positive_float, positive_int
 from star_har.realtime import MODELS, model_checkpoint
-from star_har.realtime.config import PipelineConfig
+from star_har.realtime.config import IMPORTANCE_METHODS, PipelineConfig
 from star_har.realtime.engines.table import DEVICES, engine_choices
 
 default = PipelineConfig.default
@@ -52,6 +52,11 @@ OPTIONS: dict[str, tuple[str, dict]] = {
     "--num-poses": ("num_poses", dict(type=positive_int, default=default("num_poses"),
                                       help="people MediaPipe looks for; above 1 every person is tracked and gets "
                                            "their own action")),
+    "--importance": ("importance", dict(choices=IMPORTANCE_METHODS, default=default("importance"),
+                                        help="how the frame-importance bars are computed: 'model' = what the "
+                                             "checkpoint reports (its occlusion-fitted head, else attention); "
+                                             "'occlusion' = measured, each frame removed in turn (T extra windows "
+                                             "per prediction in one batched call)")),
     "--pose-every-frame": ("pose_every_frame", dict(action="store_true", help="run pose on every frame, not only "
                                                     "on the frames the model sees (slower)")),
     "--max-people": ("max_people", dict(type=positive_int, metavar="N",

@@ -52,6 +52,7 @@ from star_har.model.openset import OpenSet
 from star_har.realtime import DEFAULT_CHECKPOINT
 from star_har.realtime.capture import CaptureThread, Frame, FrameSource, open_source
 from star_har.realtime.config import PipelineConfig, hop_frames
+from star_har.realtime.importance import OcclusionImportance
 from star_har.realtime.metrics import Metrics, MetricsSnapshot
 from star_har.realtime.people import PeopleStage, PeopleStep, Person
 from star_har.realtime.pose import PoseEstimator
@@ -175,7 +176,7 @@ class Pipeline:
         engine = create_engine(self.checkpoint, engine=self.config.engine, device=self.config.device,
                                fp16=self.config.fp16)
         engine.warmup()  # lazy initialisation must not land on the first window
-        return engine
+        return engine if self.config.importance == "model" else OcclusionImportance(engine)
 
     def describe(self) -> dict:
         """What is running (source, model, engine, sampling), for logs and the GUI's status bar."""

@@ -15,7 +15,8 @@ from star_har.errors import StarHarError
 
 # Modules providing subcommands, in the order `--help` lists them.
 COMMAND_MODULES = ("star_har.info", "star_har.train.cli", "star_har.realtime.cli",
-                   "star_har.realtime.engine_cli", "star_har.realtime.demo.cli", "star_har.realtime.gui.cli")
+                   "star_har.realtime.engine_cli", "star_har.realtime.demo.cli", "star_har.realtime.gui.cli",
+                   "star_har.train.importance_cli")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

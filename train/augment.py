@@ -89,3 +89,33 @@ def _warp(xy: np.ndarray, centre: np.ndarray, cfg: AugmentConfig, rng: np.random
     shear = np.array([[1.0, rng.uniform(-cfg.shear, cfg.shear)], [0.0, 1.0]])
     matrix = scale * rotation @ shear @ np.diag([stretch, 1.0 / stretch])
     return ((xy - centre) @ matrix.T + centre).astype(np.float32)
+
+
+#: Webcam-like corruptions ``star-har eval --perturb`` measures robustness against (one window each).
+PERTURBATIONS = ("legs", "jitter", "mediapipe")
+
+
+def perturb_keypoints(keypoints: np.ndarray, layout: str, kind: str, rng: np.random.Generator,
+                      min_confidence: float = 0.2) -> np.ndarray:
+    """One evaluation window ``(T, J, 3)`` corrupted the way a webcam pose estimator does:
+
+    * ``legs``: knees, ankles and feet missing in every frame (legs out of view);
+    * ``jitter``: per-joint, per-frame noise with a std of 5 % of the person's size;
+    * ``mediapipe``: 3 % jitter, a 3 % constant offset per joint and 10 % of the joints missing.
+    """
+    if kind not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {kind!r}; choose from {', '.join(PERTURBATIONS)}")
+    kps = np.array(keypoints, np.float32)
+    visible = kps[..., 2] > min_confidence
+    _, size = _person_size(kps, visible)
+    num_frames, num_joints = kps.shape[:2]
+    if kind == "legs":
+        kps[:, _leg_joints(get_layout(layout).joint_names)] = 0.0
+        return kps
+    jitter = 0.05 if kind == "jitter" else 0.03
+    kps[..., :2] += rng.normal(0.0, jitter * size, (num_frames, num_joints, 2))
+    if kind == "mediapipe":
+        kps[..., :2] += rng.normal(0.0, 0.03 * size, (1, num_joints, 2))
+        visible &= rng.uniform(size=(num_frames, num_joints)) >= 0.1
+    kps[~visible] = 0.0
+    return kps

@@ -164,7 +164,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--seconds-per-action", type=positive_float, default=4.0,
                       help="length of each action in the clip")
     demo.add_argument("--regenerate", action="store_true", help="render the clip again even when cached")
-    add_pipeline_options(demo, "--checkpoint", "--engine", "--hop-seconds", "--threshold", "--pose-model",
+    add_pipeline_options(demo, "--checkpoint", "--engine", "--hop-seconds", "--threshold", "--pose-model", "--importance",
                          checkpoint={"default": None, "help": "a checkpoint or shipped --model instead of "
                                      f"{DEMO_MODEL} (generated clip) / {DEFAULT_MODEL} (webcam)"})
     demo.set_defaults(handler=run_demo)

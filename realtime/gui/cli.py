@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Ctrl+Q quit.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_pipeline_options(gui, "--source", "--checkpoint", "--engine", "--device", "--fp16", "--hop-seconds",
-                         "--threshold", "--smoothing", "--top-k", "--pose-model", "--num-poses", "--max-people",
+                         "--threshold", "--smoothing", "--top-k", "--pose-model", "--num-poses", "--max-people", "--importance",
                          source={"default": None,
                                  "help": "start at once with this webcam index, video file, URL or folder"})
     gui.add_argument("--screenshot", metavar="OUT.png",

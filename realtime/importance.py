@@ -1,0 +1,45 @@
+"""How the importance bars are computed live: from the model's own output, or by occlusion.
+
+``model`` (default) shows what the checkpoint reports: its fitted importance head when it has one
+(``star-har importance``), else its attention. ``occlusion`` is the ground truth itself: the
+window and its T copies with one frame removed go through the engine in one batched call, and
+each frame's bar is how much the shown class loses without it. It costs T extra windows per
+prediction (cheap on a GPU, noticeable on a CPU) and works the same on every engine, since it
+only needs logits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from star_har.model.importance import bars_from_drops, occluded_windows, occlusion_drops
+
+
+class OcclusionImportance:
+    """An engine whose ``infer`` reports occlusion importance; everything else is the wrapped
+    engine's (name, device, spec, warm-up ...)."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
+
+    def infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return occlusion_infer(self.engine, frames, keypoints)
+
+
+def occlusion_infer(engine, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``engine.infer`` on a batch of windows with measured importance: logits ``(B, K)`` of the
+    windows as they are, importance ``(B, T)`` from one call per window with its T occluded copies."""
+    logits, importance = [], []
+    for b in range(len(keypoints)):
+        window_frames = None if frames is None else frames[b:b + 1]
+        occluded_frames, occluded_keypoints = occluded_windows(window_frames, keypoints[b:b + 1])
+        batch_frames = None if frames is None else np.concatenate((window_frames, occluded_frames))
+        batch_logits, _ = engine.infer(batch_frames, np.concatenate((keypoints[b:b + 1], occluded_keypoints)))
+        shown = int(batch_logits[0].argmax())
+        logits.append(batch_logits[0])
+        importance.append(occlusion_drops(batch_logits[0], batch_logits[1:], shown))
+    return np.stack(logits), bars_from_drops(torch.from_numpy(np.stack(importance))).numpy().astype(np.float32)
