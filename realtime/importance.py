@@ -15,6 +15,23 @@ import torch
 
 from star_har.model.importance import bars_from_drops, occluded_windows, occlusion_drops
 
+#: What the bars mean, by where they come from: (short label, explanation) for the GUI's legend.
+IMPORTANCE_SOURCES = {
+    "occlusion": ("measured by removing each frame",
+                  "how much the shown action loses when the frame is removed (measured)"),
+    "head": ("estimated effect of removing each frame",
+             "how much the shown action would lose if the frame were removed (estimated by a head "
+             "fitted to that measurement)"),
+    "attention": ("model attention", "the model's attention to the frame (not a measure of its effect)"),
+}
+
+
+def importance_source(method: str, hparams: dict) -> str:
+    """``occlusion``, ``head`` or ``attention``: what ``method`` shows for a model with ``hparams``."""
+    if method == "occlusion":
+        return "occlusion"
+    return "head" if hparams.get("importance_head") else "attention"
+
 
 class OcclusionImportance:
     """An engine whose ``infer`` reports occlusion importance; everything else is the wrapped

@@ -52,7 +52,7 @@ from star_har.model.openset import OpenSet
 from star_har.realtime import DEFAULT_CHECKPOINT
 from star_har.realtime.capture import CaptureThread, Frame, FrameSource, open_source
 from star_har.realtime.config import PipelineConfig, hop_frames
-from star_har.realtime.importance import OcclusionImportance
+from star_har.realtime.importance import OcclusionImportance, importance_source
 from star_har.realtime.metrics import Metrics, MetricsSnapshot
 from star_har.realtime.people import PeopleStage, PeopleStep, Person
 from star_har.realtime.pose import PoseEstimator
@@ -186,7 +186,8 @@ class Pipeline:
                 "joint_layout": self.layout, "frames_per_window": self.sampling.frames_per_window,
                 "window_seconds": self.sampling.window_seconds, "hop": self.hop,
                 "engine": getattr(self.engine, "name", type(self.engine).__name__),
-                "device": getattr(self.engine, "device", "cpu"), "pose_model": str(self.pose.model_path)}
+                "device": getattr(self.engine, "device", "cpu"), "pose_model": str(self.pose.model_path),
+                "importance": importance_source(self.config.importance, self.checkpoint.hparams)}
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> Pipeline:

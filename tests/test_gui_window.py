@@ -279,3 +279,20 @@ def test_a_recording_that_fails_stops_with_a_message(qtbot, media, monkeypatch):
     capture = cv2.VideoCapture(str(video))
     assert capture.read()[0]
     capture.release()
+
+
+def test_importance_bars_say_what_they_mean_and_highlight_the_top_frame(qtbot):
+    bars = ImportanceBars()
+    qtbot.addWidget(bars)
+    bars.resize(640, 140)
+    bars.set_source("head")
+    assert "estimated" in bars.caption and "if the frame were removed" in bars.toolTip()
+    bars.set_source("occlusion")
+    assert "measured" in bars.toolTip()
+    values = np.full(16, 1.0, np.float32)
+    values[9] = 3.0
+    bars.set_window(values / values.sum(), np.arange(16))
+    image = bars.grab().toImage()
+    colours = {t: image.pixelColor(round(rect.center().x()), round(rect.bottom()) - 2).name()
+               for t, rect in enumerate(bars.bar_rects())}
+    assert len({c for t, c in colours.items() if t != 9}) == 1 and colours[9] != colours[0]

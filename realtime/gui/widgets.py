@@ -17,6 +17,7 @@ from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PyQt6.QtWidgets import QGridLayout, QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from star_har.model.skeleton import get_layout
+from star_har.realtime.importance import IMPORTANCE_SOURCES
 from star_har.realtime.overlay import BONE_COLOUR, confidence_colour
 from star_har.realtime.postprocess import ACTION, NO_PERSON, Prediction
 
@@ -136,6 +137,16 @@ class ImportanceBars(QWidget):
         self.importance = np.zeros(0, np.float32)
         self._frame_indices = np.zeros(0, np.int64)
         self._thumbnails: list[QImage | None] = []
+        self.set_source("attention")
+
+    def set_source(self, source: str) -> None:
+        """Say what the bars mean: a key of :data:`~star_har.realtime.importance.IMPORTANCE_SOURCES`."""
+        label, explanation = IMPORTANCE_SOURCES[source]
+        self.caption = f"frame importance: {label} (oldest frame left, highlighted = mattered most)"
+        self.setToolTip(f"One bar per frame of the window behind the prediction shown.\n"
+                        f"Bar height: {explanation}, relative to the tallest bar.\n"
+                        f"The highlighted bar is the frame that mattered most.")
+        self.update()
 
     def set_window(self, importance: np.ndarray, frame_indices: np.ndarray | None = None,
                    thumbnails: list[QImage | None] | None = None) -> None:
@@ -176,8 +187,7 @@ class ImportanceBars(QWidget):
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
                              "frame importance of the current window appears with the first prediction")
             return
-        painter.drawText(QRectF(6, 0, self.width(), 15), Qt.AlignmentFlag.AlignLeft,
-                         "frame importance (model attention per window frame, oldest left)")
+        painter.drawText(QRectF(6, 0, self.width(), 15), Qt.AlignmentFlag.AlignLeft, self.caption)
         left, column, baseline, _ = self._geometry()
         peak_index = int(np.argmax(self.importance))
         for t, rect in enumerate(self.bar_rects()):

@@ -334,6 +334,7 @@ class MainWindow(QMainWindow):
         self._engine_text = (f"{description['engine']} on {description['device']} · {description['model']} "
                              f"{description['modality']} · {Path(description['checkpoint']).name}")
         self.status_labels["engine"].setText(self._engine_text)
+        self.importance.set_source(description["importance"])
         self.show_message("")
 
     def _on_finished(self, error: str) -> None:
