@@ -15,7 +15,9 @@ from star_har.files import packaged_file
 #: package data so that they are found from a checkout and from an installed wheel alike.
 MODELS = {"everyday": "star_pose_everyday.pt", "penn-sports": "star_pose_penn.pt"}
 #: The webcam's default (``star-har run``, the GUI) and the generated demo clip's (Penn actions).
-DEFAULT_MODEL, DEMO_MODEL = "everyday", "penn-sports"
+#: The everyday model becomes the webcam's default once it reaches its accuracy goals: the shipped
+#: one is far from them (README, "The shipped everyday model").
+DEFAULT_MODEL, DEMO_MODEL = "penn-sports", "penn-sports"
 
 
 def model_checkpoint(name: str) -> Path:
@@ -26,4 +28,4 @@ def model_checkpoint(name: str) -> Path:
 
 
 #: The checkpoint ``star-har run`` and the GUI use unless told otherwise.
-DEFAULT_CHECKPOINT = model_checkpoint("penn-sports")
+DEFAULT_CHECKPOINT = model_checkpoint(DEFAULT_MODEL)
