@@ -22,6 +22,7 @@ from star_har.errors import InvalidInputError
 from star_har.model import TemporalSampling, convert_keypoints
 from star_har.model.crop import person_crop, working_frame
 from star_har.train.augment import AugmentConfig, augment_keypoints
+from star_har.train.camera import CameraRanges, render_window
 from star_har.train.datasets.base import Sequence
 from star_har.train.sampling import evaluation_windows, random_window
 
@@ -69,12 +70,14 @@ class WindowDataset(Dataset):
             item is one random window of sequence ``index % len(sequences)``).
         repeats: training items per sequence and epoch.
         modality: ``"pose"`` or ``"rgb+pose"`` (then sequences must have ``frames``).
+        cameras: where the random virtual cameras that render training windows of 3-D sequences
+            (``points3d``) stand; evaluation keeps the recording camera's view.
     """
 
     def __init__(self, sequences: list[Sequence], class_names: list[str], layout: str,
                  sampling: TemporalSampling, augment: AugmentConfig | None = None,
                  windows_per_sequence: int = 1, repeats: int = 1, modality: str = "pose",
-                 image_size: int = 112, seed: int = 0) -> None:
+                 image_size: int = 112, seed: int = 0, cameras: CameraRanges = CameraRanges()) -> None:
         index = {name: i for i, name in enumerate(class_names)}
         unknown = sorted({s.label for s in sequences} - set(index))
         if unknown:
@@ -86,6 +89,9 @@ class WindowDataset(Dataset):
                                  f"(e.g. {missing[0]})")
         self.sequences = sequences
         self.keypoints = [convert_keypoints(s.keypoints, s.layout, layout) for s in sequences]
+        self.points3d = [None if s.points3d is None else convert_keypoints(s.points3d, s.layout, layout)
+                         for s in sequences]
+        self.cameras = cameras
         self.labels = [index[s.label] for s in sequences]
         self.layout, self.sampling, self.augment = layout, sampling, augment
         self.modality, self.image_size, self.seed = modality, image_size, seed
@@ -122,6 +128,9 @@ class WindowDataset(Dataset):
                 video = video[..., ::-1]
             out["frames"] = torch.from_numpy(np.ascontiguousarray(video))
             width = float(self.image_size)
+        elif rng is not None and self.points3d[seq_index] is not None:
+            camera = self.cameras.sample(rng)
+            keypoints, width = render_window(self.points3d[seq_index][indices], camera), camera.width
         else:
             width = seq.width
         if rng is not None:
