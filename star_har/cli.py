@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -79,5 +80,19 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def console() -> None:
+    """The ``star-har`` executable: :func:`main`'s status as the exit status."""
+    status = main()
+    if status == 130:
+        # Interrupted: leave at once. A signal that lands inside a library's start-up (torch,
+        # MediaPipe) can leave a swallowed KeyboardInterrupt behind that makes the interpreter kill
+        # itself with SIGINT on the way out, replacing 130 by -2; the outputs are already finished.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
