@@ -31,6 +31,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from star_har.model.skeleton import get_layout
+from star_har.pose import person_boxes
 
 #: Joints at or below this confidence are not compared (MediaPipe's guesses for hidden joints).
 MIN_JOINT_CONFIDENCE = 0.3
@@ -44,14 +45,8 @@ _NO_MATCH = 1e6
 
 
 def skeleton_boxes(people: np.ndarray, min_confidence: float = MIN_JOINT_CONFIDENCE) -> np.ndarray:
-    """``(P, 4)`` x1, y1, x2, y2 around each ``(P, J, 3)`` skeleton's confident joints (all if none are)."""
-    people = np.asarray(people, dtype=np.float32)
-    confident = people[..., 2] > min_confidence
-    confident[~confident.any(axis=1)] = True
-    xy = people[..., :2]
-    low = np.where(confident[..., None], xy, np.inf).min(axis=1)
-    high = np.where(confident[..., None], xy, -np.inf).max(axis=1)
-    return np.concatenate([low, high], axis=1).astype(np.float32)
+    """:func:`star_har.pose.person_boxes` at the tracker's joint confidence."""
+    return person_boxes(people, min_confidence)
 
 
 def torso_joints(layout: str | None) -> tuple[list[int], list[int]] | None:

@@ -152,13 +152,15 @@ class PoseResult:
 
 
 def person_boxes(people: np.ndarray, min_confidence: float = 0.5) -> np.ndarray:
-    """``(P, 4)`` boxes x1, y1, x2, y2 around each person's confident joints (all joints if none are)."""
-    boxes = np.zeros((len(people), 4), dtype=np.float32)
-    for i, person in enumerate(people):
-        confident = person[person[:, 2] > min_confidence]
-        points = (confident if len(confident) else person)[:, :2]
-        boxes[i] = (*points.min(axis=0), *points.max(axis=0))
-    return boxes
+    """``(P, 4)`` boxes x1, y1, x2, y2 around each ``(P, J, 3)`` person's joints above
+    ``min_confidence`` (all joints where none are)."""
+    people = np.asarray(people, dtype=np.float32)
+    confident = people[..., 2] > min_confidence
+    confident[~confident.any(axis=1)] = True
+    xy = people[..., :2]
+    low = np.where(confident[..., None], xy, np.inf).min(axis=1)
+    high = np.where(confident[..., None], xy, -np.inf).max(axis=1)
+    return np.concatenate([low, high], axis=1).astype(np.float32)
 
 
 def select_main_person(people: np.ndarray, previous_centre: np.ndarray | None) -> int:
