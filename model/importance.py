@@ -4,13 +4,14 @@ The ground truth is occlusion: remove frame ``t`` (replace its joints, and its p
 interpolation of its neighbours) and measure how much the shown class loses. Computing it takes
 ``T`` extra windows per window, so models learn to predict it instead: :class:`ImportanceHead`
 reads each frame's final tokens and the class tokens and is fitted, with the classifier frozen,
-to the occlusion drops of training windows (``star-har importance fit``). Everything here works on
-numpy arrays and so serves every inference engine alike.
+to the occlusion drops of training windows (``star-har importance``). The occlusion helpers work
+on numpy arrays, so live occlusion serves every inference engine alike.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.stats
 import torch
 from torch import nn
 
@@ -67,21 +68,11 @@ def occlusion_drops(logits: np.ndarray, occluded_logits: np.ndarray, target: int
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two ``(T,)`` vectors (average ranks for ties); 0 if constant."""
-    ranks = [_ranks(x) for x in (a, b)]
-    if any(r.std() == 0 for r in ranks):
+    """Spearman rank correlation of two ``(T,)`` vectors (average ranks for ties); 0 if either is
+    constant (no ranking to agree with)."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0
-    return float(np.corrcoef(*ranks)[0, 1])
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values))
-    for value in np.unique(values):  # ties share their mean rank
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
+    return float(scipy.stats.spearmanr(a, b).statistic)
 
 
 def interpolation_residuals(boxed: torch.Tensor, min_confidence: float) -> torch.Tensor:
@@ -107,10 +98,11 @@ class ImportanceHead(nn.Module):
 
     forward(frame_tokens (B, T, P, D), cls (B, C, D), residuals (B, T, J)) -> (B, T) non-negative,
     summing to 1: the predicted drops made into bars exactly as measured drops are
-    (:func:`bars_from_drops`), so the head and live occlusion draw on one scale. A frame's score depends on its tokens, on what the class tokens concluded (the
-    same frame can matter for one action and not another) and on how much removing it would
-    change each joint (:func:`interpolation_residuals`): occlusion importance is, to first order,
-    sensitivity times that change.
+    (:func:`bars_from_drops`), so the head and live occlusion draw on one scale. A frame's score
+    depends on its tokens, on what the class tokens concluded (the same frame can matter for one
+    action and not another) and on how much removing it would change each joint
+    (:func:`interpolation_residuals`): occlusion importance is, to first order, sensitivity times
+    that change.
     """
 
     def __init__(self, dim: int, num_joints: int) -> None:

@@ -198,7 +198,6 @@ class STARTransformer(nn.Module):
                             flip_test=flip_test, importance_head=importance_head)
         self.modality, self.sigma, self.min_confidence = modality, sigma, min_confidence
         self.global_grid = global_grid
-        self.use_field = "field" in joint_features
         self.flip_test = flip_test
         if flip_test:
             self.register_buffer("flip_permutation", torch.as_tensor(get_layout(layout).flip_permutation),
@@ -209,11 +208,12 @@ class STARTransformer(nn.Module):
             self.grid_proj = nn.Sequential(nn.Linear(STAGE_CHANNELS["layer4"], dim), nn.LayerNorm(dim))
             num_cls = 3  # CLS_glob, CLS_joint, CLS_total
         else:
-            if self.use_field:
+            if "field" in joint_features:
                 self.feature_field = nn.Parameter(torch.randn(field_channels, field_size, field_size))
             joint_channels = field_channels
             num_cls = 2  # CLS_joint, CLS_total
-        self.joint_proj = nn.Sequential(nn.Linear(joint_channels, dim), nn.LayerNorm(dim)) if self.use_field else None
+        self.joint_proj = (nn.Sequential(nn.Linear(joint_channels, dim), nn.LayerNorm(dim))
+                           if "field" in joint_features else None)
         self.kinematics = JointKinematics(layout) if "kinematics" in joint_features else None
         self.kinematics_embed = nn.Sequential(
             nn.Linear(KINEMATIC_FEATURES, dim), nn.GELU(), nn.Linear(dim, dim), nn.LayerNorm(dim)
@@ -272,21 +272,22 @@ class STARTransformer(nn.Module):
 
     def classify(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> ActionOutput:
         """One pass of the model (``forward`` adds the test-time flip)."""
-        frame_tokens, cls, attention = self.encode(frames, keypoints)
+        boxed = normalize_to_person_box(keypoints, self.min_confidence)
+        frame_tokens, cls, attention = self.encode(frames, keypoints, boxed)
         if self.importance_head is not None:
-            boxed = normalize_to_person_box(keypoints, self.min_confidence)
             residuals = interpolation_residuals(boxed, self.min_confidence)
             importance = self.importance_head(frame_tokens, cls, residuals)
         else:
             importance = attention / attention.sum(dim=1, keepdim=True)
         return ActionOutput(self.head(cls.mean(dim=1)), importance)
 
-    def encode(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(self, frames: torch.Tensor | None, keypoints: torch.Tensor,
+               boxed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The transformer's outputs: frame tokens ``(B, T, P, D)``, class tokens ``(B, C, D)``
-        and the class tokens' FAttn weight on each frame summed over layers ``(B, T)``."""
-        boxed = normalize_to_person_box(keypoints, self.min_confidence)
+        and the class tokens' FAttn weight on each frame summed over layers ``(B, T)``;
+        ``boxed`` is ``keypoints`` in the person box (:func:`normalize_to_person_box`)."""
         if self.modality == "pose":
-            field = self.feature_field.to(keypoints.dtype) if self.use_field else None
+            field = self.feature_field.to(keypoints.dtype) if self.joint_proj is not None else None
             frame_tokens = self.joint_tokens(field, boxed, boxed)
         else:
             if frames is None:

@@ -52,28 +52,25 @@ def with_importance_head(checkpoint: Checkpoint) -> torch.nn.Module:
 
 @torch.no_grad()
 def collect(net: torch.nn.Module, dataset: WindowDataset, progress: bool = True) -> dict[str, np.ndarray]:
-    """Per window: pooled final tokens, the shown class, occlusion drops ``(T,)`` and the
-    attention-based importance ``(T,)`` (one batch of T occluded copies per window)."""
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("frame_means", "cls_mean", "residuals", "target", "drops",
-                                                        "attention", "logits", "label")}
+    """Per window: the head's inputs (pooled final tokens, occlusion residuals), the occlusion
+    drops ``(T,)`` of the shown class and the attention-based importance ``(T,)`` (one batch of T
+    occluded copies per window)."""
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("frame_means", "cls_mean", "residuals", "drops", "attention")}
     for item in tqdm(DataLoader(dataset, batch_size=1), desc="occlusion", disable=not progress, unit="window"):
         frames = item.get("frames")
         frames_np = None if frames is None else frames.numpy()
         keypoints = item["keypoints"].numpy()
-        frame_tokens, cls, attention = net.encode(frames, item["keypoints"])
+        boxed = normalize_to_person_box(item["keypoints"], net.min_confidence)
+        frame_tokens, cls, attention = net.encode(frames, item["keypoints"], boxed)
         logits = net.head(cls.mean(dim=1))[0].numpy()
         target = int(logits.argmax())
         rgb, kp = occluded_windows(frames_np, keypoints)
         occluded = net.classify(None if rgb is None else torch.from_numpy(rgb), torch.from_numpy(kp)).logits.numpy()
         out["frame_means"].append(frame_tokens.mean(dim=2)[0].numpy())
         out["cls_mean"].append(cls.mean(dim=1)[0].numpy())
-        boxed = normalize_to_person_box(item["keypoints"], net.min_confidence)
         out["residuals"].append(interpolation_residuals(boxed, net.min_confidence)[0].numpy())
-        out["target"].append(np.int64(target))
         out["drops"].append(occlusion_drops(logits, occluded, target))
         out["attention"].append((attention / attention.sum(dim=1, keepdim=True))[0].numpy())
-        out["logits"].append(logits)
-        out["label"].append(item["label"][0].numpy())
     return {k: np.stack(v) for k, v in out.items()}
 
 
@@ -176,9 +173,7 @@ def run_importance(args: argparse.Namespace) -> int:
             "deletion_ratio": top / random if random > 0 else float("inf"),
             "entropy": float(np.mean(-(importance * np.log(importance + 1e-12)).sum(1) / np.log(importance.shape[1]))),
         }
-    net_without = with_importance_head(checkpoint)
-    net_without.importance_head = None
-    base_ms, head_ms = forward_ms(net_without, val_set), forward_ms(net, val_set)
+    base_ms, head_ms = forward_ms(checkpoint.build(), val_set), forward_ms(net, val_set)
     report["cost"] = {"forward_ms": base_ms, "forward_with_head_ms": head_ms,
                       "head_share": (head_ms - base_ms) / base_ms, "occlusion_windows_per_window": 1 + len(held["drops"][0])}
     report["windows"] = {"fit": len(fit_set), "held_out": len(val_set)}

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="where to write the checkpoint with the head")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.add_argument("--data", help="dataset folder, if not where the checkpoint was trained")
-    parser.add_argument("--fit-sequences", type=positive_int, default=400, help="training sequences used (spread evenly)")
+    parser.add_argument("--fit-sequences", type=positive_int, default=400, help="about this many training sequences, every k-th one (k = total // N)")
     parser.add_argument("--windows", type=positive_int, default=3, help="windows per fitting sequence")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
