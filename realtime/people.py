@@ -121,7 +121,6 @@ class PeopleStage:
         self.ring_template, self.postprocess_template = ring, postprocess
         self.layout, self.metrics, self.max_people, self.live = layout, metrics, max_people, live
         self.tracker = tracker or PersonTracker(layout)
-        self.hop = ring.hop
         self.states: dict[int, PersonState] = {}
         self._last_step: int | None = None
         self._last_step_time: float | None = None
@@ -131,8 +130,9 @@ class PeopleStage:
     # -- pose thread ---------------------------------------------------------------------------
     def step_due(self, frame: Frame) -> bool:
         """Whether ``frame`` is a step (windows are cut on it): every ``hop`` frames (and after the
-        stream's numbering started again)."""
-        return self._last_step is None or not 0 <= frame.index - self._last_step < self.hop
+        stream's numbering started again). The hop is the template ring buffer's, so a change to it
+        (the GUI's "Prediction every") applies to everybody."""
+        return self._last_step is None or not 0 <= frame.index - self._last_step < self.ring_template.hop
 
     def push(self, frame: Frame, people: np.ndarray) -> PeopleStep | None:
         """Add the ``(P, 33, 3)`` MediaPipe people of ``frame``; returns the step's windows when due."""
