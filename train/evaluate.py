@@ -60,9 +60,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path | None = N
     net = ck.build().to(device)
 
     def predict(members: list, class_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        dataset = WindowDataset(members, class_names, ck.joint_layout, ck.sampling, None,
-                                windows_per_sequence=windows, modality=ck.hparams.get("modality", "pose"))
-        return predict_windows(net, dataset, batch_size, device)
+        return predict_windows(net, WindowDataset.for_checkpoint(ck, members, windows, class_names), batch_size, device)
 
     scores, labels, seq_index = predict(known, ck.class_names) if known \
         else (np.zeros((0, len(ck.class_names))), np.zeros(0, np.int64), np.zeros(0, np.int64))

@@ -81,8 +81,7 @@ def calibrate_checkpoint(checkpoint: str | Path, data: dict[str, Any], keep: flo
     if not val:
         raise InvalidInputError("no validation sequence of the checkpoint's classes to calibrate on")
     net = ck.build()
-    dataset = WindowDataset(val, ck.class_names, ck.joint_layout, ck.sampling, None,
-                            windows_per_sequence=int(data["eval_windows"]))
+    dataset = WindowDataset.for_checkpoint(ck, val, int(data["eval_windows"]))
     logits, labels, _ = predict_windows(net, dataset, batch_size, torch.device("cpu"), progress=progress)
     open_set = calibrate(logits, labels, ck.class_names, keep)
     entry = {**open_set.to_meta(), "keep": keep, "windows": int(len(labels)),

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from star_har.errors import InvalidInputError
-from star_har.model import TemporalSampling, convert_keypoints
+from star_har.model import Checkpoint, TemporalSampling, convert_keypoints
 from star_har.model.crop import person_crop, working_frame
 from star_har.train.augment import AugmentConfig, augment_keypoints
 from star_har.train.camera import CameraRanges, render_window
@@ -100,6 +100,15 @@ class WindowDataset(Dataset):
         self.windows = None if augment is not None else [
             (s, w) for s, seq in enumerate(sequences)
             for w in evaluation_windows(seq.num_frames, seq.fps, sampling, windows_per_sequence)]
+
+    @classmethod
+    def for_checkpoint(cls, checkpoint: Checkpoint, sequences: list[Sequence], windows_per_sequence: int,
+                       class_names: list[str] | None = None) -> WindowDataset:
+        """Evaluation windows in the inputs ``checkpoint`` takes (its layout, sampling and modality);
+        ``class_names`` default to the checkpoint's."""
+        return cls(sequences, checkpoint.class_names if class_names is None else class_names,
+                   checkpoint.joint_layout, checkpoint.sampling, None, windows_per_sequence=windows_per_sequence,
+                   modality=checkpoint.hparams.get("modality", "pose"))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
