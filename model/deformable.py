@@ -182,11 +182,10 @@ class TokenSearch3D(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         volume = z.permute(0, 4, 1, 2, 3)
-        before = [max(self.kernel - size, 0) // 2 for size in z.shape[1:4]]
-        missing = [max(self.kernel - size, 0) for size in z.shape[1:4]]
+        missing = [max(self.kernel - size, 0) for size in z.shape[1:4]]   # zero-pad short axes up to k
+        before = [m // 2 for m in missing]
         if any(missing):
-            pads = [(b, m - b) for b, m in zip(before, missing)]
-            volume = F.pad(volume, [side for pair in reversed(pads) for side in pair])
+            volume = F.pad(volume, [side for b, m in reversed(list(zip(before, missing))) for side in (b, m - b)])
         hidden = self.conv(volume).permute(0, 2, 3, 4, 1)                        # (B, T', H', W', D)
         offsets = torch.tanh(self.to_offset(F.gelu(self.norm(hidden)))) * self.max_offset
         centre = (self.kernel - 1) / 2
