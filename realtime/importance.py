@@ -49,14 +49,17 @@ class OcclusionImportance:
 
 def occlusion_infer(engine, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``engine.infer`` on a batch of windows with measured importance: logits ``(B, K)`` of the
-    windows as they are, importance ``(B, T)`` from one call per window with its T occluded copies."""
-    logits, importance = [], []
-    for b in range(len(keypoints)):
-        window_frames = None if frames is None else frames[b:b + 1]
-        occluded_frames, occluded_keypoints = occluded_windows(window_frames, keypoints[b:b + 1])
-        batch_frames = None if frames is None else np.concatenate((window_frames, occluded_frames))
-        batch_logits, _ = engine.infer(batch_frames, np.concatenate((keypoints[b:b + 1], occluded_keypoints)))
-        shown = int(batch_logits[0].argmax())
-        logits.append(batch_logits[0])
-        importance.append(occlusion_drops(batch_logits[0], batch_logits[1:], shown))
-    return np.stack(logits), bars_from_drops(torch.from_numpy(np.stack(importance))).numpy().astype(np.float32)
+    windows as they are, importance ``(B, T)`` from their T occluded copies each. All ``B (T + 1)``
+    windows go through the engine together, in as few calls as its batch limit allows (TensorRT
+    engines have a ``max_batch``)."""
+    count, num_frames = keypoints.shape[:2]
+    copies = [occluded_windows(None if frames is None else frames[b:b + 1], keypoints[b:b + 1]) for b in range(count)]
+    all_keypoints = np.concatenate([keypoints] + [kp for _, kp in copies])
+    all_frames = None if frames is None else np.concatenate([frames] + [rgb for rgb, _ in copies])
+    step = getattr(engine, "max_batch", None) or len(all_keypoints)
+    all_logits = np.concatenate([
+        engine.infer(None if all_frames is None else all_frames[i:i + step], all_keypoints[i:i + step])[0]
+        for i in range(0, len(all_keypoints), step)])
+    logits, occluded = all_logits[:count], all_logits[count:].reshape(count, num_frames, -1)
+    drops = np.stack([occlusion_drops(logits[b], occluded[b], int(logits[b].argmax())) for b in range(count)])
+    return logits, bars_from_drops(torch.from_numpy(drops)).numpy().astype(np.float32)

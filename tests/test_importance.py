@@ -167,3 +167,23 @@ def test_occlusion_importance_is_the_same_on_every_engine(head_engines):
     assert np.allclose(logits, head_engines[0].infer(frames, keypoints)[0], atol=1e-5)  # predictions unchanged
     assert np.abs(importance - ref_importance).max() < 1e-3 and np.allclose(importance.sum(1), 1.0, atol=1e-5)
     assert reference.name == head_engines[0].name  # the wrapper is transparent
+
+
+def test_occlusion_importance_respects_an_engines_batch_limit(head_engines):
+    """A TensorRT engine takes at most ``max_batch`` windows per call: the copies are chunked."""
+    from star_har.realtime.importance import occlusion_infer
+
+    class Limited:
+        max_batch, calls = 5, []
+
+        def infer(self, frames, keypoints):
+            assert len(keypoints) <= self.max_batch
+            self.calls.append(len(keypoints))
+            return head_engines[0].infer(frames, keypoints)
+
+    frames, keypoints = head_engines[0].spec.example_inputs(2, 3)
+    limited = Limited()
+    logits, importance = occlusion_infer(limited, frames, keypoints)
+    reference = occlusion_infer(head_engines[0], frames, keypoints)
+    assert sum(limited.calls) == 2 * 17 and np.allclose(logits, reference[0], atol=1e-5)
+    assert np.allclose(importance, reference[1], atol=1e-4)
