@@ -154,12 +154,10 @@ class PeopleStage:
                     track, copy.deepcopy(self.ring_template), copy.deepcopy(self.postprocess_template))
                 self.metrics.increment("tracks_started")
             keypoints = track.keypoints if track.visible else np.zeros_like(track.keypoints)
-            # Windows are cut on steps only, so everybody's windows end on the same frames and share
-            # one engine call: a huge hop between steps. A buffer's very first window may still come
-            # off-step (it cuts once it spans a window); it is dropped, the next step cuts it again.
-            state.ring.hop = 1 if step else 2**62
-            window = state.ring.push(frame, keypoints, track.visible)
-            if step and window is not None:
+            # windows are cut on steps only, so everybody's windows end on the same frames and share
+            # one engine call
+            window = state.ring.push(frame, keypoints, track.visible, cut=step)
+            if window is not None:
                 cut.append((state, window))
         if not step or not cut:
             return None

@@ -116,8 +116,9 @@ class RingBuffer:
             return bool(self._entries) and frame.timestamp - self._entries[0].timestamp >= self.span - 1e-6
         return frame.index - self._last_emit >= self.hop
 
-    def push(self, frame: Frame, keypoints: np.ndarray, person_found: bool) -> Window | None:
-        """Add a frame and its ``(J, 3)`` keypoints (pixels of ``frame``); return a window when due."""
+    def push(self, frame: Frame, keypoints: np.ndarray, person_found: bool, cut: bool | None = None) -> Window | None:
+        """Add a frame and its ``(J, 3)`` keypoints (pixels of ``frame``); return a window when due.
+        ``cut`` True / False overrides ``hop``: the caller decides which frames end windows."""
         if self._entries and not 0 < frame.timestamp - self._entries[-1].timestamp <= self.span:
             self.clear()  # the stream restarted or paused longer than a window: old frames do not fit
         keypoints = np.asarray(keypoints, dtype=np.float32)
@@ -128,7 +129,9 @@ class RingBuffer:
                                     person_found, image))
         if self.needs_frames:
             self._release_images(frame.timestamp)
-        if self._last_emit is not None and frame.index - self._last_emit < self.hop:
+        if cut is None:
+            cut = self._last_emit is None or frame.index - self._last_emit >= self.hop
+        if not cut:
             return None
         window = self._cut()
         if window is not None:
