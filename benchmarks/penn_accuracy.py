@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from star_har.model import load_checkpoint
 from star_har.train.augment import PERTURBATIONS, perturb_keypoints
 from star_har.train.datasets import load_splits
 from star_har.train.engine import predict_windows
+from star_har.train.importance import forward_ms
 from star_har.train.metrics import summarize
 from star_har.train.windows import WindowDataset
 
@@ -79,14 +79,8 @@ def main() -> None:
             corrupted = evaluate(net, 1, kind)["centred_window_top1"]
             results[f"{tag}/{kind}_centred_window_top1"] = corrupted
             results[f"{tag}/{kind}_cost_points"] = 100 * (clean - corrupted)
-        keypoints = WindowDataset(held[:1], ck.class_names, ck.joint_layout, ck.sampling, None)[0]["keypoints"][None]
-        with torch.no_grad():
-            times = []
-            for _ in range(40):
-                start = time.perf_counter()
-                net(None, keypoints)
-                times.append((time.perf_counter() - start) * 1000)
-        results[f"{tag}/latency_ms_batch1"] = float(np.median(times[5:]))
+        one_window = WindowDataset(held[:1], ck.class_names, ck.joint_layout, ck.sampling, None)
+        results[f"{tag}/latency_ms_batch1"] = forward_ms(net, one_window)
     print(f"{args.checkpoint}: {len(held)} held-out videos")
     for key, value in results.items():
         print(f"  {key:<40} {value:.4f}" if "top1" in key else f"  {key:<40} {value:.2f}")

@@ -107,3 +107,19 @@ def test_old_checkpoints_keep_their_meaning():
     net = build_model("star", 4, modality="pose", num_joints=13, dim=32, depth=1, num_heads=2)
     assert net.kinematics is None and net.stem is None and not net.flip_test
     assert np.isclose(net(None, random_keypoints(1, 4, 13, 100)).frame_importance.sum().item(), 1.0)
+
+
+def test_webcam_perturbations_do_what_they_say():
+    from star_har.train.augment import perturb_keypoints
+
+    keypoints = random_keypoints(1, 16, 13, 200)[0].numpy()
+    rng = np.random.default_rng(0)
+    legs = perturb_keypoints(keypoints, "penn13", "legs", rng)
+    assert np.all(legs[:, 9:, 2] == 0) and np.array_equal(legs[:, :9], keypoints[:, :9])
+    jittered = perturb_keypoints(keypoints, "penn13", "jitter", rng)
+    size = np.ptp(keypoints[..., :2].reshape(-1, 2), axis=0).max()
+    assert np.std(jittered[..., :2] - keypoints[..., :2]) == pytest.approx(0.05 * size, rel=0.15)
+    mixed = perturb_keypoints(keypoints, "penn13", "mediapipe", rng)
+    assert 0.03 < np.mean(mixed[..., 2] == 0) < 0.2
+    with pytest.raises(InvalidInputError):
+        perturb_keypoints(keypoints, "penn13", "fog", rng)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from star_har.errors import InvalidInputError
 from star_har.model.skeleton import flip_keypoints, get_layout
 
 
@@ -104,7 +105,7 @@ def perturb_keypoints(keypoints: np.ndarray, layout: str, kind: str, rng: np.ran
     * ``mediapipe``: 3 % jitter, a 3 % constant offset per joint and 10 % of the joints missing.
     """
     if kind not in PERTURBATIONS:
-        raise ValueError(f"unknown perturbation {kind!r}; choose from {', '.join(PERTURBATIONS)}")
+        raise InvalidInputError(f"unknown perturbation {kind!r}; choose from {', '.join(PERTURBATIONS)}")
     kps = np.array(keypoints, np.float32)
     visible = kps[..., 2] > min_confidence
     _, size = _person_size(kps, visible)
