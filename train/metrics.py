@@ -42,11 +42,11 @@ def summarize(window_scores: np.ndarray, window_labels: np.ndarray, window_seque
     probs = np.exp(window_scores - window_scores.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     sequences = np.unique(window_sequences)
-    seq_probs = np.stack([probs[window_sequences == s].mean(axis=0) for s in sequences]) if len(sequences) \
+    members = [np.flatnonzero(window_sequences == s) for s in sequences]   # each video's windows, in order
+    seq_probs = np.stack([probs[m].mean(axis=0) for m in members]) if members \
         else np.zeros((0, len(class_names)))
-    seq_labels = np.array([window_labels[window_sequences == s][0] for s in sequences], dtype=np.int64)
-    middle = np.array([np.flatnonzero(window_sequences == s)[(window_sequences == s).sum() // 2] for s in sequences],
-                      dtype=np.int64)
+    seq_labels = np.array([window_labels[m[0]] for m in members], dtype=np.int64)
+    middle = np.array([m[len(m) // 2] for m in members], dtype=np.int64)
     matrix = confusion_matrix(seq_probs.argmax(axis=1), seq_labels, len(class_names))
     return {
         "windows": int(len(window_labels)),
