@@ -8,12 +8,10 @@ from star_har.pose import (
     POSE_MODEL_URL,
     PoseEstimator,
     PoseResult,
-    cache_dir,
-    download,
     person_boxes,
     resolve_pose_model,
     select_main_person,
 )
 
 __all__ = ["MEDIAPIPE_LAYOUT", "POSE_MODEL_ENV", "POSE_MODEL_NAME", "POSE_MODEL_URL", "PoseEstimator",
-           "PoseResult", "cache_dir", "download", "person_boxes", "resolve_pose_model", "select_main_person"]
+           "PoseResult", "person_boxes", "resolve_pose_model", "select_main_person"]

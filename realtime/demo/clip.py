@@ -24,10 +24,10 @@ import numpy as np
 from tqdm import tqdm
 
 from star_har.errors import InvalidInputError
+from star_har.files import cache_dir
 from star_har.model.skeleton import get_layout
 from star_har.realtime.demo.body import ACTIONS, JOINT_INDEX
 from star_har.realtime.demo.render import frame_camera, render_frame
-from star_har.realtime.pose import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def generate_demo_clip(output_dir: str | os.PathLike | None = None,
 
     Returns paths of the video (mp4), its manifest (json) and ground-truth skeleton (npz).
     """
-    directory = Path(output_dir) if output_dir is not None else cache_dir() / "demo"
+    directory = Path(output_dir) if output_dir is not None else cache_dir("demo")
     stem = f"star_har_demo_{_clip_key(actions, seconds_per_action, fps, size)}"
     video, manifest, pose = (directory / f"{stem}{ext}" for ext in (".mp4", ".json", ".pose.npz"))
     if not force and video.is_file() and manifest.is_file() and pose.is_file():

@@ -84,7 +84,7 @@ def generate_crowd_clip(output_dir: str | os.PathLike | None = None, walkers: Se
                         force: bool = False) -> CrowdClip:
     """Render the crowd clip into ``output_dir`` (default ``<cache>/demo``), or reuse a cached one."""
     spec = json.dumps([RENDER_VERSION, CROWD_VERSION, [asdict(w) for w in walkers], seconds, fps, list(size)])
-    directory = Path(output_dir) if output_dir is not None else cache_dir() / "demo"
+    directory = Path(output_dir) if output_dir is not None else cache_dir("demo")
     stem = f"star_har_crowd_{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
     video, pose = directory / f"{stem}.mp4", directory / f"{stem}.pose.npz"
     if force or not (video.is_file() and pose.is_file()):
