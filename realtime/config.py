@@ -29,7 +29,7 @@ class PipelineConfig:
     engine: str = "auto"
     device: str = "auto"
     fp16: bool = False
-    # 0.3 s: a whole number of the shipped model's 0.1 s window steps, so pose runs on the fewest frames
+    # 0.3 s: a whole number of the shipped penn-sports model's 0.15 s window steps, so pose runs on the fewest frames
     hop_seconds: float = 0.3
     threshold: float | None = None  # None: the checkpoint's calibrated open-set threshold, else 0.5
     smoothing: float = 0.5
