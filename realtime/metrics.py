@@ -136,6 +136,12 @@ class Metrics:
     def status(self) -> str:
         return self._status
 
+    @property
+    def source_state(self) -> tuple[str, str]:
+        """``(status, message)``, read together (cheaper than a :meth:`snapshot`)."""
+        with self._lock:
+            return self._status, self._message
+
     def snapshot(self) -> MetricsSnapshot:
         now = time.perf_counter()
         with self._lock:

@@ -273,14 +273,14 @@ class PipelineController(QObject):
 
     def _report_metrics(self) -> None:
         """Source state and rates, also while no frame arrives (a lost camera delivers none)."""
-        snapshot: MetricsSnapshot = self.pipeline.metrics.snapshot()
-        status = (snapshot.source_status, snapshot.message)
+        status = self.pipeline.metrics.source_state  # every poll; the whole snapshot twice a second
         if status != self._source_status:  # the message counts down while reconnecting
             self._source_status = status
             self.source_status.emit(*status)
         now = time.perf_counter()
         if now - self._metrics_at >= 0.5:
             self._metrics_at = now
+            snapshot: MetricsSnapshot = self.pipeline.metrics.snapshot()
             self.metrics_ready.emit(snapshot)
 
     def _start_loaded(self) -> None:
