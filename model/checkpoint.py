@@ -98,6 +98,22 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
+class PickledObjectsError(Exception):
+    """The file holds pickled Python objects, which ``weights_only`` loading refuses (never runs)."""
+
+
+def plain_torch_load(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain values only.
+    :class:`PickledObjectsError` when the file holds pickled Python objects; any other failure
+    (truncated, corrupt) propagates as torch raised it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):  # weights_only refused pickled code: never run it
+            raise PickledObjectsError(str(path)) from None
+        raise
+
+
 def save_checkpoint(path: str | os.PathLike, net: nn.Module, *, model_name: str,
                     class_names: list[str], joint_layout: str, sampling: TemporalSampling,
                     meta: dict[str, Any] | None = None) -> None:
@@ -127,11 +143,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = plain_torch_load(path)
+    except PickledObjectsError:
+        raise CheckpointError(f"{path} is not a star-har checkpoint (it holds pickled Python objects, "
+                              "which are never loaded)") from None
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):  # weights_only refused pickled code: never run it
-            raise CheckpointError(f"{path} is not a star-har checkpoint (it holds pickled Python objects, "
-                                  "which are never loaded)") from None
         raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from None
     except Exception as exc:  # torch raises many types for truncated/corrupt files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from star_har.errors import InvalidInputError, MissingFileError
 from star_har.model import TemporalSampling, build_model, get_layout, load_checkpoint, save_checkpoint
-from star_har.model.checkpoint import atomic_torch_save
+from star_har.model.checkpoint import PickledObjectsError, atomic_torch_save, plain_torch_load
 from star_har.model.registry import constructor_parameters
 from star_har.train.augment import AugmentConfig
 from star_har.train.config import config_changes, validate_config
@@ -218,13 +218,13 @@ def load_training_state(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         raise MissingFileError(f"nothing to resume: {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise InvalidInputError(f"cannot resume: {path} is unreadable (truncated?): delete it to train "
-                                    "from the start") from None
+        state = plain_torch_load(path)
+    except PickledObjectsError:
         raise InvalidInputError(f"cannot resume: {path} is not a star-har training state (it holds pickled "
                                 "Python objects, which are never loaded)") from None
+    except pickle.UnpicklingError:
+        raise InvalidInputError(f"cannot resume: {path} is unreadable (truncated?): delete it to train "
+                                "from the start") from None
     except Exception as exc:  # torch raises many types for a truncated file
         raise InvalidInputError(f"cannot resume: {path} is unreadable ({type(exc).__name__}; truncated?): "
                                 "delete it to train from the start") from None
