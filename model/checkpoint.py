@@ -11,7 +11,7 @@ trainer, the exporters and the real-time engine need to use the model without ot
       "joint_layout": "penn13",
       "sampling": {"frames_per_window": 16, "window_seconds": 1.6},
       "state_dict": {...},
-      "meta": {...free-form: training command, metrics, dataset...},
+      "meta": {...free-form: training command, metrics, dataset, "input_size": [H, W] of RGB models...},
     }
 """
 
@@ -33,6 +33,8 @@ from star_har.model.skeleton import get_layout
 
 FORMAT_NAME = "star-har-checkpoint"
 FORMAT_VERSION = 1
+#: (H, W) of the person crops an RGB model reads when its checkpoint does not record ``meta["input_size"]``.
+DEFAULT_INPUT_SIZE = (112, 112)
 
 
 class CheckpointError(StarHarError):
@@ -66,6 +68,15 @@ class Checkpoint:
     sampling: TemporalSampling
     state_dict: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """(H, W) of the RGB crops the model was trained on (``meta["input_size"]``, else
+        :data:`DEFAULT_INPUT_SIZE`); None for pose-only models."""
+        if self.hparams.get("modality", "rgb+pose") == "pose":
+            return None
+        size = self.meta.get("input_size") or DEFAULT_INPUT_SIZE
+        return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
 
     def build(self, strict: bool = True) -> nn.Module:
         """Rebuild the model and load the weights (in eval mode); :class:`CheckpointError` (one

@@ -25,6 +25,7 @@ import numpy as np
 
 from star_har.errors import InvalidInputError
 from star_har.model import TemporalSampling
+from star_har.model.checkpoint import DEFAULT_INPUT_SIZE
 from star_har.model.crop import person_crop, working_frame
 from star_har.realtime.capture import Frame
 
@@ -91,7 +92,7 @@ class RingBuffer:
     """
 
     def __init__(self, sampling: TemporalSampling, hop: int = 9, needs_frames: bool = False,
-                 input_size: tuple[int, int] = (112, 112), capacity: int | None = None,
+                 input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, capacity: int | None = None,
                  max_fps: float = 120.0) -> None:
         if hop < 1:
             raise InvalidInputError(f"hop must be at least 1 frame, got {hop}")

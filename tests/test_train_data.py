@@ -207,3 +207,28 @@ def test_rgb_windows_read_penn_frames_and_rescale_keypoints(tmp_path):
     with pytest.raises(ValueError, match="needs RGB frames"):
         WindowDataset(load_npz_folder(make_npz_dataset(tmp_path / "npz", per_class=1)), ["arms_up", "squat", "wave"],
                       "penn13", TemporalSampling(), None, modality="rgb+pose")
+
+
+def test_rgb_evaluation_crops_at_the_size_the_checkpoint_was_trained_on(tmp_path):
+    from star_har.model import Checkpoint
+    from star_har.realtime.engines.base import ModelSpec
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    write_penn_mat(labels / "0001.mat", num_frames=20)
+    frames = tmp_path / "frames" / "0001"
+    frames.mkdir(parents=True)
+    for i in range(20):
+        cv2.imwrite(str(frames / f"{i + 1:06d}.jpg"), np.full((240, 320, 3), 90, np.uint8))
+    seqs = load_penn_action(tmp_path)
+
+    def checkpoint(modality: str, meta: dict) -> Checkpoint:
+        return Checkpoint("star", 1, {"modality": modality, "num_joints": 13}, ["squat"], "penn13",
+                          TemporalSampling(16, 0.5), {}, meta)
+
+    trained_at_64 = checkpoint("rgb+pose", {"input_size": [64, 64]})
+    assert trained_at_64.input_size == (64, 64) == ModelSpec.from_checkpoint(trained_at_64).input_size
+    assert WindowDataset.for_checkpoint(trained_at_64, seqs, 1)[0]["frames"].shape == (3, 16, 64, 64)
+    older = checkpoint("rgb+pose", {})  # written before checkpoints recorded their crop size
+    assert WindowDataset.for_checkpoint(older, seqs, 1)[0]["frames"].shape == (3, 16, 112, 112)
+    assert checkpoint("pose", {"input_size": [64, 64]}).input_size is None

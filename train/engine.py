@@ -335,7 +335,7 @@ def train(cfg: dict[str, Any], resume: bool = False, command: str | None = None,
             improved = record.get("val_window_top1", 0.0) > best["val_window_top1"] or not val_seqs
             if improved:
                 best = {k: v for k, v in record.items() if k != "val_report"}
-                meta = _meta(cfg, command, best, elapsed, num_params, len(train_seqs), len(val_seqs))
+                meta = _meta(cfg, command, best, elapsed, num_params, len(train_seqs), len(val_seqs), modality)
                 save_checkpoint(out / BEST_FILE, net, model_name=model_name, class_names=class_names,
                                 joint_layout=layout, sampling=sampling, meta=meta)
             _log_epoch(record, history, writer, out, improved)
@@ -386,9 +386,11 @@ def _log_epoch(record: dict, history: list[dict], writer, out: Path, improved: b
 
 
 def _meta(cfg: dict[str, Any], command: str | None, best: dict, elapsed: float, num_params: int,
-          num_train: int, num_val: int) -> dict[str, Any]:
+          num_train: int, num_val: int, modality: str) -> dict[str, Any]:
     import platform
-    return {"command": command, "config": json.loads(json.dumps(cfg, default=str)),
+    size = int(cfg["data"]["image_size"])
+    crops = {"input_size": [size, size]} if modality != "pose" else {}  # the crops RGB models are trained on
+    return {**crops, "command": command, "config": json.loads(json.dumps(cfg, default=str)),
             "dataset": {"kind": cfg["data"]["kind"], "root": str(cfg["data"]["root"]),
                         "train_sequences": num_train, "val_sequences": num_val},
             "best_epoch": best.get("epoch"), "validation": {k: v for k, v in best.items() if k.startswith("val_")},
@@ -410,7 +412,8 @@ def _finish(cfg: dict[str, Any], command: str | None, out: Path, history: list[d
     best_path = out / BEST_FILE
     if best_path.is_file():
         ck = load_checkpoint(best_path)
-        meta = _meta(cfg, command, best, elapsed, num_params, num_train, num_val)
+        meta = _meta(cfg, command, best, elapsed, num_params, num_train, num_val,
+                     ck.hparams.get("modality", "pose"))
         meta["epochs_run"] = epochs_done
         save_checkpoint(best_path, ck.build(), model_name=ck.model_name, class_names=ck.class_names,
                         joint_layout=ck.joint_layout, sampling=ck.sampling, meta=meta)

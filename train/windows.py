@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from star_har.errors import InvalidInputError
 from star_har.model import Checkpoint, TemporalSampling, convert_keypoints
+from star_har.model.checkpoint import DEFAULT_INPUT_SIZE
 from star_har.model.crop import person_crop, working_frame
 from star_har.train.augment import AugmentConfig, augment_keypoints
 from star_har.train.camera import CameraRanges, render_window
@@ -104,11 +105,11 @@ class WindowDataset(Dataset):
     @classmethod
     def for_checkpoint(cls, checkpoint: Checkpoint, sequences: list[Sequence], windows_per_sequence: int,
                        class_names: list[str] | None = None) -> WindowDataset:
-        """Evaluation windows in the inputs ``checkpoint`` takes (its layout, sampling and modality);
-        ``class_names`` default to the checkpoint's."""
+        """Evaluation windows in the inputs ``checkpoint`` takes (its layout, sampling, modality and
+        crop size); ``class_names`` default to the checkpoint's."""
         return cls(sequences, checkpoint.class_names if class_names is None else class_names,
                    checkpoint.joint_layout, checkpoint.sampling, None, windows_per_sequence=windows_per_sequence,
-                   modality=checkpoint.hparams.get("modality", "pose"))
+                   modality=checkpoint.hparams.get("modality", "pose"), image_size=(checkpoint.input_size or DEFAULT_INPUT_SIZE)[0])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -14,8 +14,6 @@ from star_har.errors import InvalidInputError
 from star_har.files import cache_dir
 from star_har.model.checkpoint import Checkpoint
 
-# rgb+pose models run at this frame size unless the checkpoint's meta records another.
-DEFAULT_INPUT_SIZE = (112, 112)
 # Pixel frame of the synthetic keypoints used for warm-up and export (pose models normalise
 # keypoints into a person box, so any frame works).
 _EXAMPLE_POSE_FRAME = (480, 640)
@@ -58,15 +56,12 @@ class ModelSpec:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, input_size: tuple[int, int] | None = None) -> ModelSpec:
-        """``input_size`` overrides the checkpoint's ``meta["input_size"]`` (default 112 x 112)."""
-        needs_frames = checkpoint.hparams.get("modality", "rgb+pose") != "pose"
-        if needs_frames:
-            size = input_size or checkpoint.meta.get("input_size") or DEFAULT_INPUT_SIZE
-            size = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
+        """``input_size`` overrides the checkpoint's (:attr:`Checkpoint.input_size`)."""
+        size = checkpoint.input_size
+        if size is not None:
+            size = (int(input_size[0]), int(input_size[1])) if input_size else size
             if size[0] % 16 or size[1] % 16:
                 raise InvalidInputError(f"input size {size[0]}x{size[1]} must be a multiple of 16")
-        else:
-            size = None
         return cls(model_name=checkpoint.model_name, class_names=tuple(checkpoint.class_names),
                    num_joints=int(checkpoint.hparams.get("num_joints", 13)),
                    frames_per_window=checkpoint.sampling.frames_per_window, input_size=size,
