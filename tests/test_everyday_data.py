@@ -13,7 +13,8 @@ from star_har.errors import InvalidInputError
 from star_har.model import TemporalSampling, convert_keypoints
 from star_har.model.openset import BACKGROUND
 from star_har.train.camera import CameraRanges, VirtualCamera, recorded_view, render_window
-from star_har.train.datasets import load_splits
+from star_har.train.datasets import load_sequences, load_splits
+from star_har.train.datasets.base import stratified_split
 from star_har.train.datasets.kinect import MSR_2D_SIZE, load_msr_action3d, load_utd_mhad
 from star_har.train.windows import WindowDataset
 from tests.conftest import shared_path
@@ -167,6 +168,20 @@ def test_everyday_merges_vocabularies_and_splits_by_subject(tmp_path):
     assert sorted(s.label for s in val if s.source == "msr_action3d") == ["clap", "forward_punch", "wave"]
     _, _, classes = load_splits(_everyday_data(tmp_path / "b", background=["forward_punch"]))
     assert classes == sorted(["clap", "jog", "wave", BACKGROUND])
+
+
+def test_a_source_without_subjects_splits_by_its_own_fraction(tmp_path):
+    data = _everyday_data(tmp_path)
+    msr = data["sources"]["msr_action3d"]
+    del msr["val_subjects"]
+    train, val, _ = load_splits(data)
+    assert not [s for s in val if s.source == "msr_action3d"]  # no split asked for: all of it trains
+    msr.update(val_fraction=0.5, split_seed=3)
+    train, val, _ = load_splits(data)
+    held_out = sorted(s.name for s in val if s.source == "msr_action3d")
+    expected = stratified_split(load_sequences({"kind": "msr_action3d"}, msr["root"]), 0.5, 3)[1]
+    assert held_out == sorted(s.name for s in expected) and len(held_out) == 3  # one video per class
+    assert not {s.name for s in train} & set(held_out)
 
 
 def test_everyday_errors_name_the_problem(tmp_path):

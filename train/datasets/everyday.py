@@ -3,7 +3,8 @@
 ``data.sources`` maps a source name to that dataset's own ``data`` section (``kind``, ``root``,
 ``val_subjects``, ``dims``, ``pose_model`` ...; window sampling stays in the top section). Each
 source is split by subject (``val_subjects``), never by clip, so validation measures people the
-model has not seen. ``data.merge`` maps one class of the shared vocabulary to the source classes
+model has not seen; a source without subjects (Penn Action) may name its own ``val_fraction``
+and ``split_seed`` instead (a stratified split by video, the one its single-dataset config uses). ``data.merge`` maps one class of the shared vocabulary to the source classes
 that mean the same thing (``wave: [wave_hand, wave, high_arm_wave]``); classes not listed keep
 their names, and identical names from two sources are one class anyway. Classes listed in
 ``data.background`` are trained as the single :data:`~model.openset.BACKGROUND` class: actions
@@ -17,7 +18,7 @@ from typing import Any
 
 from star_har.errors import InvalidInputError
 from star_har.model.openset import BACKGROUND
-from star_har.train.datasets.base import Sequence, subject_split
+from star_har.train.datasets.base import Sequence, stratified_split, subject_split
 
 
 def merge_map(merge: dict[str, list[str]] | None) -> dict[str, str]:
@@ -46,7 +47,12 @@ def load_everyday(data: dict[str, Any]) -> list[Sequence]:
         if not options.get("root") or options.get("kind") in (None, "everyday"):
             raise InvalidInputError(f"data.sources.{name} needs a root and a dataset kind other than everyday")
         loaded = load_sequences(options, options["root"])
-        train, val = subject_split(loaded, options["val_subjects"]) if options.get("val_subjects") else (loaded, [])
+        if options.get("val_subjects"):
+            train, val = subject_split(loaded, options["val_subjects"])
+        elif "val_fraction" in source:  # the top section's default fraction is not the source's choice
+            train, val = stratified_split(loaded, float(source["val_fraction"]), int(source.get("split_seed", 0)))
+        else:
+            train, val = loaded, []
         for split, members in (("train", train), ("val", val)):
             for seq in members:
                 label = rename.get(seq.label, seq.label)
