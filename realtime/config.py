@@ -10,7 +10,7 @@ from star_har.errors import InvalidInputError
 from star_har.realtime import DEFAULT_CHECKPOINT
 
 #: How the importance bars are computed (see :mod:`star_har.realtime.importance`).
-IMPORTANCE_METHODS = ("model", "occlusion")
+IMPORTANCE_METHODS = ("auto", "model", "occlusion")
 
 #: Frame rate assumed for sources that do not report one (cameras, streams, image folders).
 DEFAULT_FPS = 30.0
@@ -38,7 +38,7 @@ class PipelineConfig:
     pose_model: str | Path | None = None
     num_poses: int = 1  # > 1: every person in view is tracked and recognised (realtime.people)
     max_people: int | None = None  # people recognised per step at most (the best ranked); None: all
-    importance: str = "model"  # how the bars are computed: realtime.importance.IMPORTANCE_METHODS
+    importance: str = "auto"  # how the bars are computed: realtime.importance.IMPORTANCE_METHODS
     pose_every_frame: bool = False
     realtime_pace: bool = False
     max_frames: int | None = None

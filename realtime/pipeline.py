@@ -53,7 +53,7 @@ from star_har.model.openset import OpenSet
 from star_har.realtime import DEFAULT_CHECKPOINT
 from star_har.realtime.capture import CaptureThread, Frame, FrameSource, open_source
 from star_har.realtime.config import PipelineConfig, hop_frames
-from star_har.realtime.importance import OcclusionImportance, importance_source
+from star_har.realtime.importance import OcclusionImportance, importance_source, resolve_importance
 from star_har.realtime.metrics import Metrics, MetricsSnapshot
 from star_har.realtime.people import PeopleStage, PeopleStep, Person
 from star_har.realtime.pose import PoseEstimator
@@ -141,7 +141,8 @@ class Pipeline:
             except BaseException:
                 self.pose.close()
                 raise
-        self.engine = engine
+        self.importance = resolve_importance(config.importance, getattr(engine, "device", "cpu"))
+        self.engine = engine if self.importance == "model" else OcclusionImportance(engine)
         self.on_frame, self.on_prediction = on_frame, on_prediction
 
         self.metrics = Metrics()
@@ -177,7 +178,7 @@ class Pipeline:
         engine = create_engine(self.checkpoint, engine=self.config.engine, device=self.config.device,
                                fp16=self.config.fp16)
         engine.warmup()  # lazy initialisation must not land on the first window
-        return engine if self.config.importance == "model" else OcclusionImportance(engine)
+        return engine
 
     def describe(self) -> dict:
         """What is running (source, model, engine, sampling), for logs and the GUI's status bar."""
@@ -188,7 +189,7 @@ class Pipeline:
                 "window_seconds": self.sampling.window_seconds, "hop": self.hop,
                 "engine": getattr(self.engine, "name", type(self.engine).__name__),
                 "device": getattr(self.engine, "device", "cpu"), "pose_model": str(self.pose.model_path),
-                "importance": importance_source(self.config.importance, self.checkpoint.hparams)}
+                "importance": importance_source(self.importance, self.checkpoint.hparams)}
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> Pipeline:

@@ -187,3 +187,11 @@ def test_occlusion_importance_respects_an_engines_batch_limit(head_engines):
     reference = occlusion_infer(head_engines[0], frames, keypoints)
     assert sum(limited.calls) == 2 * 17 and np.allclose(logits, reference[0], atol=1e-5)
     assert np.allclose(importance, reference[1], atol=1e-4)
+
+
+def test_auto_importance_measures_on_a_gpu_and_estimates_on_a_cpu():
+    from star_har.realtime.importance import resolve_importance
+
+    assert resolve_importance("auto", "cuda:0") == resolve_importance("auto", "cuda") == "occlusion"
+    assert resolve_importance("auto", "cpu") == "model"
+    assert resolve_importance("occlusion", "cpu") == "occlusion" and resolve_importance("model", "cuda") == "model"
