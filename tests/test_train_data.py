@@ -185,17 +185,22 @@ def test_window_dataset_rejects_unknown_classes_and_is_seeded(tmp_path):
     assert len(held) == 3 and {s.label for s in held} == set(names)
 
 
-def test_rgb_windows_read_penn_frames_and_rescale_keypoints(tmp_path):
-    labels = tmp_path / "labels"
+def _penn_video_with_frames(root) -> list:
+    """One 20-frame Penn Action sequence whose 320x240 frames are red on the left half (BGR)."""
+    labels = root / "labels"
     labels.mkdir()
     write_penn_mat(labels / "0001.mat", num_frames=20)
-    frames = tmp_path / "frames" / "0001"
+    frames = root / "frames" / "0001"
     frames.mkdir(parents=True)
     for i in range(20):
         image = np.zeros((240, 320, 3), np.uint8)
-        image[:, :160] = (0, 0, 255)  # left half red (BGR)
+        image[:, :160] = (0, 0, 255)
         cv2.imwrite(str(frames / f"{i + 1:06d}.jpg"), image)
-    seqs = load_penn_action(tmp_path)
+    return load_penn_action(root)
+
+
+def test_rgb_windows_read_penn_frames_and_rescale_keypoints(tmp_path):
+    seqs = _penn_video_with_frames(tmp_path)
     data = WindowDataset(seqs, ["squat"], "penn13", TemporalSampling(16, 0.5), None, modality="rgb+pose",
                          image_size=64)
     item = data[0]
@@ -213,14 +218,7 @@ def test_rgb_evaluation_crops_at_the_size_the_checkpoint_was_trained_on(tmp_path
     from star_har.model import Checkpoint
     from star_har.realtime.engines.base import ModelSpec
 
-    labels = tmp_path / "labels"
-    labels.mkdir()
-    write_penn_mat(labels / "0001.mat", num_frames=20)
-    frames = tmp_path / "frames" / "0001"
-    frames.mkdir(parents=True)
-    for i in range(20):
-        cv2.imwrite(str(frames / f"{i + 1:06d}.jpg"), np.full((240, 320, 3), 90, np.uint8))
-    seqs = load_penn_action(tmp_path)
+    seqs = _penn_video_with_frames(tmp_path)
 
     def checkpoint(modality: str, meta: dict) -> Checkpoint:
         return Checkpoint("star", 1, {"modality": modality, "num_joints": 13}, ["squat"], "penn13",
