@@ -212,6 +212,22 @@ def test_init_from_a_checkpoint_that_fits_nothing_is_an_error(npz_data, tmp_path
         train(tiny_config(npz_data, tmp_path / "ft", epochs=1, init=str(tmp_path / "a.pt")), progress=False)
 
 
+def test_fine_tuning_leaves_the_old_models_importance_head_behind(npz_data, tmp_path):
+    from star_har.model import TemporalSampling, build_model, load_checkpoint, save_checkpoint
+    from star_har.train.engine import build_network
+
+    settings = {k: v for k, v in TINY.items() if k not in ("name", "layout")}
+    net = build_model("star", 3, importance_head=True, **settings)
+    save_checkpoint(tmp_path / "fitted.pt", net, model_name="star", class_names=["arms_up", "squat", "wave"],
+                    joint_layout="penn13", sampling=TemporalSampling(16, 1.0))
+    assert load_checkpoint(tmp_path / "fitted.pt").hparams["importance_head"]
+    tuned, _, _ = build_network(tiny_config(npz_data, tmp_path / "ft", init=str(tmp_path / "fitted.pt")),
+                                ["a", "b", "c", "d"])
+    assert tuned.importance_head is None and not tuned.hparams.get("importance_head")
+    kept = {k for k in tuned.state_dict() if not k.startswith("head.4.")}
+    assert all((tuned.state_dict()[k] == net.state_dict()[k]).all() for k in kept)
+
+
 def test_unknown_class_is_a_one_line_error(npz_data, tmp_path, capsys):
     assert main(["train", "--kind", "npz", "--data", str(npz_data), "--classes", "squat,fly",
                  "--output", str(tmp_path)]) == 2

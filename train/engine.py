@@ -119,7 +119,8 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
     sampling = TemporalSampling(int(data["frames_per_window"]), float(data["window_seconds"]))
     if cfg.get("init"):
         ck = load_checkpoint(cfg["init"])
-        hparams = {k: v for k, v in ck.hparams.items() if k != "backbone_weights"}
+        # An importance head was fitted to the old model's predictions: it would mislead on the new one.
+        hparams = {k: v for k, v in ck.hparams.items() if k not in ("backbone_weights", "importance_head")}
         net = build_model(ck.model_name, len(class_names), **hparams)
         own = net.state_dict()
         compatible = {k: v for k, v in ck.state_dict.items() if k in own and own[k].shape == v.shape}
