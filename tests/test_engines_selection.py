@@ -145,13 +145,13 @@ def test_bench_writes_tables(tmp_path, monkeypatch):
 
 def test_bench_star_pose_is_the_shipped_model():
     """The bench's "star-pose" row was once a dim-64 model called the shipped size (dim 128)."""
-    from star_har.realtime import DEFAULT_CHECKPOINT
+    from star_har.realtime import model_checkpoint
     from star_har.realtime.bench import MODELS
 
-    shipped = load_checkpoint(DEFAULT_CHECKPOINT)
+    shipped = load_checkpoint(model_checkpoint("penn-sports"))
     star_pose = next(model for model in MODELS if model.key == "star-pose")
     checkpoint, weights = star_pose.checkpoint(shipped.sampling.frames_per_window)
-    assert weights == DEFAULT_CHECKPOINT.name and checkpoint.hparams == shipped.hparams
+    assert weights == model_checkpoint("penn-sports").name and checkpoint.hparams == shipped.hparams
     other, weights = star_pose.checkpoint(shipped.sampling.frames_per_window + 2)  # another window: random
     assert weights == "random" and other.hparams["dim"] == shipped.hparams["dim"]
 
