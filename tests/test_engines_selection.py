@@ -166,4 +166,4 @@ def test_one_engine_table_drives_the_command_line():
         assert tuple(engine.choices) == engine_choices() == ("auto", *(info.name for info in ENGINES))
     assert available_engines("cpu", importable=lambda name: True) == ["torch", "onnxruntime"]
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
-        check_fp16("torch", "cpu", True)
+        check_fp16("cpu", True)

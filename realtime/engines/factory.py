@@ -61,7 +61,7 @@ def create_engine(checkpoint: Checkpoint, engine: str = "auto", device: str = "a
         engine = select_engine(device, compile, spec.needs_frames)
     if compile and engine != "torch":
         raise InvalidInputError(f"--compile applies to the torch engine, not {engine}")
-    check_fp16(engine, device, fp16)
+    check_fp16(device, fp16)
     log.info("inference engine: %s on %s (%s)", engine, device, "fp16" if fp16 else "fp32")
     if engine == "torch":
         from star_har.realtime.engines.torch_engine import TorchEngine

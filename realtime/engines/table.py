@@ -26,19 +26,18 @@ DEVICES = ("auto", "cpu", "cuda")
 @dataclass(frozen=True)
 class EngineInfo:
     """name: what ``--engine`` takes. library: the package that must import. devices: where it
-    runs. fp16: has a half-precision mode on CUDA (ONNX Runtime's needs its TensorRT execution
-    provider, which the engine checks when it starts)."""
+    runs. Every engine has a half-precision mode on CUDA (ONNX Runtime's needs its TensorRT
+    execution provider, which the engine checks when it starts)."""
 
     name: str
     library: str
     devices: tuple[str, ...]
-    fp16: bool
 
 
 ENGINES: tuple[EngineInfo, ...] = (
-    EngineInfo("torch", "torch", ("cpu", "cuda"), fp16=True),
-    EngineInfo("onnxruntime", "onnxruntime", ("cpu", "cuda"), fp16=True),
-    EngineInfo("tensorrt", "tensorrt", ("cuda",), fp16=True),
+    EngineInfo("torch", "torch", ("cpu", "cuda")),
+    EngineInfo("onnxruntime", "onnxruntime", ("cpu", "cuda")),
+    EngineInfo("tensorrt", "tensorrt", ("cuda",)),
 )
 #: ``auto``'s preferences, first importable wins: (device, model reads RGB) -> engine names.
 AUTO_ORDER: dict[tuple[str, bool], tuple[str, ...]] = {
@@ -80,9 +79,7 @@ def available_engines(device: str, importable=engine_importable) -> list[str]:
     return [info.name for info in ENGINES if device in info.devices and importable(info.name)]
 
 
-def check_fp16(name: str, device: str, fp16: bool) -> None:
-    """Refuse half precision where the table rules it out, before anything is loaded."""
+def check_fp16(device: str, fp16: bool) -> None:
+    """Refuse half precision off CUDA, before anything is loaded."""
     if fp16 and device != "cuda":
         raise InvalidInputError("fp16 needs a CUDA device")
-    if fp16 and not engine_info(name).fp16:
-        raise InvalidInputError(f"the {name} engine has no fp16 mode")
