@@ -168,10 +168,11 @@ class PersonTracker:
         self.ended = []
         if any(timestamp < t.last_seen for t in self.tracks):  # the stream restarted: nobody carries over
             self.ended, self.tracks = self.confirmed(), []
-        matches = self._assign(people, timestamp)
+        boxes, torsos = skeleton_boxes(people), torso_lengths(people, self.torso)  # once per frame
+        matches = self._assign(people, boxes, torsos, timestamp)
         matched_people = set()
         for track, index in matches:
-            self._follow(track, people[index], timestamp)
+            self._follow(track, people[index], boxes[index], float(torsos[index]), timestamp)
             matched_people.add(index)
         matched_tracks = {id(track) for track, _ in matches}
         kept = []
@@ -187,7 +188,6 @@ class PersonTracker:
                         self.ended.append(track)
                     continue
             kept.append(track)
-        boxes, torsos = skeleton_boxes(people), torso_lengths(people, self.torso)
         for index in sorted(set(range(len(people))) - matched_people):
             kept.append(Track(self._next_id, people[index].copy(), boxes[index], timestamp, timestamp,
                               torso=float(torsos[index])))
@@ -195,10 +195,10 @@ class PersonTracker:
         self.tracks = kept
         return self.confirmed()
 
-    def _assign(self, people: np.ndarray, timestamp: float) -> list[tuple[Track, int]]:
+    def _assign(self, people: np.ndarray, boxes: np.ndarray, torsos: np.ndarray,
+                timestamp: float) -> list[tuple[Track, int]]:
         if not self.tracks or not len(people):
             return []
-        boxes, torsos = skeleton_boxes(people), torso_lengths(people, self.torso)
         cost = np.empty((len(self.tracks), len(people)))
         for row, track in enumerate(self.tracks):
             cost[row] = match_cost(track, timestamp, self.max_missed_seconds, people, boxes, torsos)
@@ -209,8 +209,8 @@ class PersonTracker:
         rows, cols = linear_sum_assignment(cost)
         return [(self.tracks[r], int(c)) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
 
-    def _follow(self, track: Track, person: np.ndarray, timestamp: float) -> None:
-        track.keypoints, track.box, track.last_seen = person.copy(), skeleton_boxes(person[None])[0], timestamp
+    def _follow(self, track: Track, person: np.ndarray, box: np.ndarray, torso: float, timestamp: float) -> None:
+        track.keypoints, track.box, track.last_seen = person.copy(), box, timestamp
         track.history.append((timestamp, *ground_point(track.box)))
         while track.history[0][0] < timestamp - self.velocity_seconds:
             track.history.popleft()
@@ -218,7 +218,6 @@ class PersonTracker:
         t = t - t.mean()
         if len(t) >= 3 and t @ t > 0:
             track.velocity = (np.array([t @ (x - x.mean()), t @ (y - y.mean())]) / (t @ t)).astype(np.float32)
-        torso = float(torso_lengths(person[None], self.torso)[0])
         if not np.isnan(torso):
             track.torso = torso if np.isnan(track.torso) else 0.7 * track.torso + 0.3 * torso
         track.hits += 1
