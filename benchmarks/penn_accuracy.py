@@ -59,7 +59,7 @@ def main() -> None:
     results: dict[str, float] = {}
 
     def evaluate(net, windows: int, kind: str | None = None) -> dict:
-        dataset = WindowDataset(held, ck.class_names, ck.joint_layout, ck.sampling, None, windows_per_sequence=windows)
+        dataset = WindowDataset.for_checkpoint(ck, held, windows)
         data = dataset if kind is None else Perturbed(dataset, kind, ck.joint_layout)
         scores, labels, sequences = predict_windows(net, data, 64, torch.device("cpu"), progress=False)
         return summarize(scores, labels, sequences, ck.class_names)
@@ -79,7 +79,7 @@ def main() -> None:
             corrupted = evaluate(net, 1, kind)["centred_window_top1"]
             results[f"{tag}/{kind}_centred_window_top1"] = corrupted
             results[f"{tag}/{kind}_cost_points"] = 100 * (clean - corrupted)
-        one_window = WindowDataset(held[:1], ck.class_names, ck.joint_layout, ck.sampling, None)
+        one_window = WindowDataset.for_checkpoint(ck, held[:1], 1)
         results[f"{tag}/latency_ms_batch1"] = forward_ms(net, one_window)
     print(f"{args.checkpoint}: {len(held)} held-out videos")
     for key, value in results.items():

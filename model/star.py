@@ -156,7 +156,7 @@ class STARTransformer(nn.Module):
         temporal_kernel: frames of the per-joint temporal stem; 0 = none (the paper).
         flip_test: average the logits of the window and its mirror image in eval mode.
         importance_head: report frame importance from an :class:`ImportanceHead` fitted to
-            occlusion (``star-har importance fit``) instead of the class tokens' FAttn rows.
+            occlusion (``star-har importance``) instead of the class tokens' FAttn rows.
 
     forward(frames, keypoints) -> ActionOutput(logits (B, K), frame_importance (B, T)):
         frames: ``(B, 3, T, H, W)`` RGB normalised with the Kinetics mean/std, or None in the

@@ -152,11 +152,9 @@ def run_importance(args: argparse.Namespace) -> int:
         data["root"] = args.data
     net = with_importance_head(checkpoint)
     train_seqs, val_seqs, _ = load_splits(data)
-    windows = dict(layout=checkpoint.joint_layout, sampling=checkpoint.sampling,
-                   modality=checkpoint.hparams.get("modality", "pose"), image_size=int(data.get("image_size", 112)))
-    fit_set = WindowDataset(train_seqs[::max(1, len(train_seqs) // args.fit_sequences)], checkpoint.class_names,
-                            windows_per_sequence=args.windows, **windows)
-    val_set = WindowDataset(val_seqs, checkpoint.class_names, windows_per_sequence=1, **windows)
+    fit_set = WindowDataset.for_checkpoint(checkpoint, train_seqs[::max(1, len(train_seqs) // args.fit_sequences)],
+                                           args.windows)
+    val_set = WindowDataset.for_checkpoint(checkpoint, val_seqs, 1)
     log.info("occlusion ground truth: %d fitting windows, %d held-out windows", len(fit_set), len(val_set))
     fitted = collect(net, fit_set, progress=not args.no_progress)
     fit_head(net.importance_head, fitted)
