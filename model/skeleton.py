@@ -107,6 +107,15 @@ PENN_13 = JointLayout(
     _TORSO + _limbs() + (("head", "left_shoulder"), ("head", "right_shoulder")),
 )
 
+# Penn's 13 joints plus the nose and both hands, for actions told apart at the face and in the
+# hands (answering a phone, drinking, wiping glasses, scratching the head): MediaPipe gives all
+# three, Kinect gives the hands (the nose is derived from its head).
+BODY_16 = JointLayout(
+    "body16",
+    PENN_13.joint_names + ("nose", "left_hand", "right_hand"),
+    PENN_13.bone_names + (("head", "nose"), ("left_wrist", "left_hand"), ("right_wrist", "right_hand")),
+)
+
 NTU_25 = JointLayout(
     "ntu25",
     ("spine_base", "spine_mid", "neck", "head", "left_shoulder", "left_elbow", "left_wrist",
@@ -161,7 +170,8 @@ MSR_20 = JointLayout(
 )
 
 LAYOUTS: dict[str, JointLayout] = {
-    layout.name: layout for layout in (MEDIAPIPE_33, COCO_17, PENN_13, NTU_25, OPENPOSE_25, UTD_20, MSR_20)
+    layout.name: layout
+    for layout in (MEDIAPIPE_33, COCO_17, PENN_13, BODY_16, NTU_25, OPENPOSE_25, UTD_20, MSR_20)
 }
 
 # How to derive a joint that a layout lacks: alternatives tried in order, each a set of joints
@@ -218,6 +228,21 @@ def _cached_recipe(src: JointLayout, dst: JointLayout) -> tuple[tuple[int, ...] 
     # Computed once per layout pair: the pose stage converts every frame it sees.
     recipes = (_source_recipe(joint, src) for joint in dst.joint_names)
     return tuple(None if parts is None else tuple(parts) for parts in recipes)
+
+
+def joint_stand_ins(src: str | JointLayout, dst: str | JointLayout) -> tuple[int | None, ...]:
+    """For each joint of ``dst``: the ``src`` joint that best stands in for it (to carry per-joint
+    weights over when a model moves to another layout): the same joint, else the first part of
+    its derivation, else a ``src`` joint it shares a bone with in ``dst`` (a hand -> its wrist);
+    None when there is none."""
+    src, dst = get_layout(src), get_layout(dst)
+    stand_ins: list[int | None] = []
+    for joint in dst.joint_names:
+        recipe = _source_recipe(joint, src)
+        neighbours = [b if a == joint else a for a, b in dst.bone_names if joint in (a, b)]
+        known = [src.index(n) for n in neighbours if n in src.joint_names]
+        stand_ins.append(recipe[0] if recipe else known[0] if known else None)
+    return tuple(stand_ins)
 
 
 def convert_keypoints(keypoints: np.ndarray, src: str | JointLayout, dst: str | JointLayout) -> np.ndarray:

@@ -165,6 +165,10 @@ class STARTransformer(nn.Module):
             mode) and a confidence in [0, 1]. T must be even.
     """
 
+    #: Parameters with one row per joint of the layout (fine-tuning into another layout carries
+    #: each row to the joint that stands in for it, see ``skeleton.joint_stand_ins``).
+    joint_parameters: tuple[str, ...] = ("joint_embed",)
+
     def __init__(self, num_classes: int, modality: Modality = "rgb+pose", num_joints: int = 13,
                  dim: int = 256, depth: int = 3, num_heads: int = 8, mlp_ratio: float = 4.0,
                  dropout: float = 0.1, sigma: float = 1.0, min_confidence: float = 0.2,

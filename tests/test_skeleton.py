@@ -4,7 +4,7 @@ import pytest
 from star_har.model.skeleton import LAYOUTS, convert_keypoints, flip_keypoints, get_layout
 
 
-@pytest.mark.parametrize("name,count", [("mediapipe33", 33), ("coco17", 17), ("penn13", 13),
+@pytest.mark.parametrize("name,count", [("mediapipe33", 33), ("coco17", 17), ("penn13", 13), ("body16", 16),
                                         ("ntu25", 25), ("openpose25", 25)])
 def test_layouts_have_expected_joints_and_valid_bones(name, count):
     layout = get_layout(name)
@@ -74,3 +74,33 @@ def test_bad_layout_and_shape_errors_are_clear():
         get_layout("smpl24")
     with pytest.raises(ValueError, match="expected keypoints"):
         convert_keypoints(np.zeros((5, 17, 3)), "penn13", "coco17")
+
+
+def test_body16_adds_the_nose_and_hands_from_mediapipe_and_kinect():
+    body = get_layout("body16")
+    mp = get_layout("mediapipe33")
+    kp = np.random.default_rng(0).uniform(0, 100, (33, 3)).astype(np.float32)
+    kp[:, 2] = 1
+    out = convert_keypoints(kp, "mediapipe33", "body16")
+    hand = (kp[mp.index("left_index"), :2] + kp[mp.index("left_pinky"), :2]) / 2
+    assert out[body.index("left_hand"), :2] == pytest.approx(hand)
+    assert out[body.index("nose"), :2] == pytest.approx(kp[mp.index("nose"), :2])
+    utd = np.random.default_rng(1).uniform(-1, 1, (20, 4)).astype(np.float32)
+    utd[:, 3] = 1
+    out = convert_keypoints(utd, "utd20", "body16")
+    kinect = get_layout("utd20")
+    assert out[body.index("right_hand")] == pytest.approx(utd[kinect.index("right_hand")])
+    assert out[body.index("nose")] == pytest.approx(utd[kinect.index("head")])  # derived: Kinect has no nose
+
+
+def test_joint_stand_ins_name_the_same_joint_a_derivation_or_a_bone_neighbour():
+    from star_har.model.skeleton import joint_stand_ins
+
+    body, penn = get_layout("body16"), get_layout("penn13")
+    stand_ins = dict(zip(body.joint_names, joint_stand_ins("penn13", "body16")))
+    assert all(stand_ins[j] == penn.index(j) for j in penn.joint_names)
+    assert stand_ins["nose"] == penn.index("head")  # derivation
+    assert stand_ins["right_hand"] == penn.index("right_wrist")  # the bone neighbour
+    assert joint_stand_ins("coco17", "penn13")[penn.index("head")] is not None
+    stand_ins = dict(zip(get_layout("mediapipe33").joint_names, joint_stand_ins("penn13", "mediapipe33")))
+    assert stand_ins["mouth_left"] is None and stand_ins["left_heel"] == penn.index("left_ankle")

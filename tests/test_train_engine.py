@@ -252,3 +252,29 @@ def test_one_corrupt_file_does_not_abort_an_evaluation(tmp_path, caplog):
     report = evaluate_checkpoint(tmp_path / "ck.pt", data, windows=1, output=tmp_path / "eval")
     assert report["sequences"] == 4
     assert "skipped 1 corrupt Penn Action files of 5" in caplog.text
+
+
+def test_fine_tuning_into_another_joint_layout_carries_each_joints_weights(npz_data, tmp_path):
+    from star_har.model import TemporalSampling, build_model, load_checkpoint, save_checkpoint
+    from star_har.model.skeleton import get_layout
+    from star_har.train.engine import build_network
+
+    settings = {k: v for k, v in TINY.items() if k != "name"}
+    net = build_model("star", 3, **settings)
+    save_checkpoint(tmp_path / "penn.pt", net, model_name="star", class_names=["arms_up", "squat", "wave"],
+                    joint_layout="penn13", sampling=TemporalSampling(16, 1.0))
+    cfg = tiny_config(npz_data, tmp_path / "ft", epochs=1, init=str(tmp_path / "penn.pt"))
+    cfg["model"]["layout"] = "body16"
+    tuned, layout, _ = build_network(cfg, ["a", "b"])
+    assert layout == "body16" and tuned.hparams["num_joints"] == 16 and tuned.hparams["layout"] == "body16"
+    old, new, body = net.joint_embed.detach(), tuned.joint_embed.detach(), get_layout("body16")
+    penn = get_layout("penn13")
+    for joint in penn.joint_names:  # every Penn joint keeps its row
+        assert torch.equal(new[body.index(joint)], old[penn.index(joint)])
+    assert torch.equal(new[body.index("nose")], old[penn.index("head")])
+    assert torch.equal(new[body.index("left_hand")], old[penn.index("left_wrist")])
+    kept = {k for k in tuned.state_dict() if k != "joint_embed" and not k.startswith("head.4.")}
+    assert all(torch.equal(tuned.state_dict()[k], net.state_dict()[k]) for k in kept)
+    # the data follow: Penn-layout sequences are converted to the new layout for training
+    train(cfg, progress=False, export=tmp_path / "body16.pt")
+    assert load_checkpoint(tmp_path / "body16.pt").joint_layout == "body16"

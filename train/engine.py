@@ -33,6 +33,7 @@ from star_har.errors import InvalidInputError, MissingFileError
 from star_har.model import TemporalSampling, build_model, get_layout, load_checkpoint, save_checkpoint
 from star_har.model.checkpoint import PickledObjectsError, atomic_torch_save, plain_torch_load
 from star_har.model.registry import constructor_parameters
+from star_har.model.skeleton import joint_stand_ins
 from star_har.train.augment import AugmentConfig
 from star_har.train.config import config_changes, validate_config
 from star_har.train.datasets import load_splits
@@ -121,17 +122,22 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         ck = load_checkpoint(cfg["init"])
         # An importance head was fitted to the old model's predictions: it would mislead on the new one.
         hparams = {k: v for k, v in ck.hparams.items() if k not in ("backbone_weights", "importance_head")}
+        layout = cfg["model"].get("layout", ck.joint_layout)  # the one model key read with init
+        if layout != ck.joint_layout:
+            if "layout" not in hparams:
+                raise InvalidInputError(f"--init {cfg['init']}: a {ck.model_name} model cannot change its joint layout")
+            hparams |= {"layout": layout, "num_joints": get_layout(layout).num_joints}
         net = build_model(ck.model_name, len(class_names), **hparams)
         own = net.state_dict()
-        compatible = {k: v for k, v in ck.state_dict.items() if k in own and own[k].shape == v.shape}
+        weights = relayout_joint_parameters(net, ck.state_dict, ck.joint_layout, layout)
+        compatible = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
         if not any(not k.startswith("head.") for k in compatible):  # would silently train from scratch
             raise InvalidInputError(f"--init {cfg['init']}: none of its tensors fits a {ck.model_name} model "
                                     "built from its own header (a damaged checkpoint?)")
         net.load_state_dict(compatible, strict=False)
         replaced = sorted(set(own) - set(compatible))
-        log.info("initialised from %s (%s -> %d classes); new: %s", cfg["init"], len(ck.class_names),
-                 len(class_names), ", ".join(replaced) or "nothing")
-        layout = ck.joint_layout
+        log.info("initialised from %s (%s -> %d classes, %s -> %s joints); new: %s", cfg["init"],
+                 len(ck.class_names), len(class_names), ck.joint_layout, layout, ", ".join(replaced) or "nothing")
     else:
         model_cfg = dict(cfg["model"])
         name = model_cfg.pop("name")
@@ -143,6 +149,26 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         for key, param in net.named_parameters():
             param.requires_grad_(key.startswith("head."))
     return net, layout, sampling
+
+
+def relayout_joint_parameters(net: nn.Module, weights: dict[str, torch.Tensor], src: str | None,
+                              dst: str | None) -> dict[str, torch.Tensor]:
+    """``weights`` of a model for joint layout ``src`` made to fit ``net`` in layout ``dst``: each
+    row of the model's per-joint parameters (its ``joint_parameters``) is taken from the joint that
+    stands in for it (:func:`~star_har.model.skeleton.joint_stand_ins`: the same joint, or a
+    hand's wrist); a joint with no stand-in keeps ``net``'s fresh row."""
+    if src == dst or src is None or dst is None:
+        return weights
+    own = net.state_dict()
+    stand_ins = joint_stand_ins(src, dst)
+    weights = dict(weights)
+    for key in getattr(net, "joint_parameters", ()):
+        rows = own[key].clone()
+        for joint, source in enumerate(stand_ins):
+            if source is not None:
+                rows[joint] = weights[key][source]
+        weights[key] = rows
+    return weights
 
 
 def model_name_of(cfg: dict[str, Any]) -> str:
