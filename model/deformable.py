@@ -368,7 +368,7 @@ class DeformableTransformer(nn.Module):
         offset_range: largest offset along each axis, in multiples of ``search_kernel``.
         joint_window / temporal_window: even window sizes (joints / frames); stride = window / 2.
 
-    forward(frames, keypoints) -> ActionOutput(logits (B, K), frame_importance (B, T)):
+    forward(frames, keypoints) -> ActionOutput(logits (B, K), frame_importance (B, T), novelty (B,) zeros):
         frames: ``(B, 3, T, H, W)`` RGB normalised with the Kinetics mean/std; H, W multiples of
             16 (the paper: 224 and T = 12; below ``8 * search_kernel`` pixels or ``search_kernel``
             frames the token search pads, see :class:`TokenSearch3D`).
@@ -439,4 +439,4 @@ class DeformableTransformer(nn.Module):
             importance = importance + frame_attention
         importance = importance / importance.sum(dim=1, keepdim=True)
         logits = self.head(m.mean(dim=1).flatten(1))
-        return ActionOutput(logits, importance)
+        return ActionOutput(logits, importance, torch.zeros_like(logits[:, 0]))  # no novelty head

@@ -24,10 +24,14 @@ class ActionOutput(NamedTuple):
     logits: (B, num_classes) unnormalised class scores.
     frame_importance: (B, T) non-negative weights summing to 1 over the window's T frames,
         how much each frame contributed to the decision (drawn as the GUI's importance bars).
+    novelty: (B,) how unlike every class seen in training the window is (squared Mahalanobis
+        distance of its features, :class:`~star_har.model.openset.NoveltyHead`); 0 for a model
+        without a fitted novelty head.
     """
 
     logits: torch.Tensor
     frame_importance: torch.Tensor
+    novelty: torch.Tensor
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:

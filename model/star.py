@@ -58,6 +58,7 @@ from star_har.model.attention import FeedForward, MultiHeadAttention, sinusoidal
 from star_har.model.backbone import STAGE_CHANNELS, MC18Features
 from star_har.model.heatmaps import gaussian_heatmaps, joint_map_tokens, normalize_to_person_box
 from star_har.model.importance import ImportanceHead, interpolation_residuals
+from star_har.model.openset import NoveltyHead
 from star_har.model.pose_features import KINEMATIC_FEATURES, JointKinematics, TemporalStem
 from star_har.model.registry import ActionOutput, register_model
 from star_har.model.skeleton import get_layout
@@ -157,8 +158,10 @@ class STARTransformer(nn.Module):
         flip_test: average the logits of the window and its mirror image in eval mode.
         importance_head: report frame importance from an :class:`ImportanceHead` fitted to
             occlusion (``star-har importance``) instead of the class tokens' FAttn rows.
+        novelty_head: report a :class:`~star_har.model.openset.NoveltyHead` score fitted to the
+            training windows' features (``star-har calibrate``) instead of zeros.
 
-    forward(frames, keypoints) -> ActionOutput(logits (B, K), frame_importance (B, T)):
+    forward(frames, keypoints) -> ActionOutput(logits (B, K), frame_importance (B, T), novelty (B,)):
         frames: ``(B, 3, T, H, W)`` RGB normalised with the Kinetics mean/std, or None in the
             ``pose`` modality; H and W multiples of 16.
         keypoints: ``(B, T, J, 3)``: x, y in pixels of ``frames`` (any pixel frame in ``pose``
@@ -175,7 +178,8 @@ class STARTransformer(nn.Module):
                  backbone_weights: str | os.PathLike | None = None, joint_stage: str = "layer2",
                  global_grid: int | None = None, field_size: int = 16, field_channels: int = 64,
                  layout: str | None = None, joint_features: Sequence[str] = ("field",),
-                 temporal_kernel: int = 0, flip_test: bool = False, importance_head: bool = False) -> None:
+                 temporal_kernel: int = 0, flip_test: bool = False, importance_head: bool = False,
+                 novelty_head: bool = False) -> None:
         super().__init__()
         if modality not in ("rgb+pose", "pose"):
             raise InvalidInputError(f"modality must be 'rgb+pose' or 'pose', not {modality!r}")
@@ -199,7 +203,7 @@ class STARTransformer(nn.Module):
                             joint_stage=joint_stage, global_grid=global_grid,
                             field_size=field_size, field_channels=field_channels, layout=layout,
                             joint_features=list(joint_features), temporal_kernel=temporal_kernel,
-                            flip_test=flip_test, importance_head=importance_head)
+                            flip_test=flip_test, importance_head=importance_head, novelty_head=novelty_head)
         self.modality, self.sigma, self.min_confidence = modality, sigma, min_confidence
         self.global_grid = global_grid
         self.flip_test = flip_test
@@ -231,6 +235,7 @@ class STARTransformer(nn.Module):
             [STARLayer(dim, num_heads, "zigzag", mlp_ratio, dropout) for _ in range(depth)]
             + [STARLayer(dim, num_heads, "binary", mlp_ratio, dropout) for _ in range(depth)])
         self.importance_head = ImportanceHead(dim, num_joints) if importance_head else None
+        self.novelty_head = NoveltyHead(dim, num_classes) if novelty_head else None
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(),
                                   nn.Dropout(dropout), nn.Linear(dim, num_classes))
 
@@ -271,8 +276,7 @@ class STARTransformer(nn.Module):
         mirror_frames, mirror_keypoints = self.mirrored(frames, keypoints)
         both = self.classify(None if frames is None else torch.cat((frames, mirror_frames)),
                              torch.cat((keypoints, mirror_keypoints)))
-        return ActionOutput((both.logits[:batch] + both.logits[batch:]) / 2,
-                            (both.frame_importance[:batch] + both.frame_importance[batch:]) / 2)
+        return ActionOutput(*((value[:batch] + value[batch:]) / 2 for value in both))
 
     def classify(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> ActionOutput:
         """One pass of the model (``forward`` adds the test-time flip)."""
@@ -283,7 +287,10 @@ class STARTransformer(nn.Module):
             importance = self.importance_head(frame_tokens, cls, residuals)
         else:
             importance = attention / attention.sum(dim=1, keepdim=True)
-        return ActionOutput(self.head(cls.mean(dim=1)), importance)
+        features = cls.mean(dim=1)
+        # zeros_like of a slice keeps the batch dimension symbolic for export (new_zeros(len(...)) would not)
+        novelty = self.novelty_head(features) if self.novelty_head is not None else torch.zeros_like(features[:, 0])
+        return ActionOutput(self.head(features), importance, novelty)
 
     def encode(self, frames: torch.Tensor | None, keypoints: torch.Tensor,
                boxed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export", help="export a checkpoint to ONNX or a TensorRT engine",
         description="Export a star-har checkpoint for deployment. ONNX: dynamo exporter, dynamic batch "
                     "(and window length where the model allows), inputs 'keypoints' (B, T, J, 3) and, "
-                    "for RGB models, 'frames' (B, 3, T, H, W); outputs 'logits' and 'frame_importance'; "
+                    "for RGB models, 'frames' (B, 3, T, H, W); outputs 'logits', 'frame_importance' and 'novelty'; "
                     "class names, joint layout and sampling stored in the ONNX metadata. TensorRT: "
                     "builds a serialized engine for this machine's GPU and TensorRT version (needs both).")
     export.add_argument("--checkpoint", required=True, help="star-har checkpoint (.pt)")

@@ -2,7 +2,7 @@
 
 The exported graph has inputs ``keypoints`` (B, T, J, 3) and, for models that read RGB,
 ``frames`` (B, 3, T, H, W) (pose-only models have no frames input at all), and outputs
-``logits`` (B, K) and ``frame_importance`` (B, T). The batch dimension is dynamic; so is T
+``logits`` (B, K), ``frame_importance`` (B, T) and ``novelty`` (B,). The batch dimension is dynamic; so is T
 (any even number) when the model allows it. The metadata carries the class names, the joint
 layout, the temporal sampling and the input layout, so an ``.onnx`` file can be used without
 its checkpoint (:func:`read_onnx_spec`).
@@ -29,14 +29,13 @@ from torch.export import Dim
 from star_har.errors import InvalidInputError
 from star_har.files import atomic_write
 from star_har.model.checkpoint import Checkpoint
-from star_har.realtime.engines.base import ModelSpec, default_cache_dir
+from star_har.realtime.engines.base import OUTPUT_NAMES, ModelSpec, default_cache_dir
 
 log = logging.getLogger(__name__)
 # The ONNX optimiser logs every rewrite at INFO; keep star-har's INFO output readable.
 for _name in ("onnx_ir", "onnxscript"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-OUTPUT_NAMES = ("logits", "frame_importance")
 _METADATA_PREFIX = "star_har."
 # Largest batch the exported graph promises to accept (the graph itself does not care).
 MAX_EXPORT_BATCH = 1024
@@ -46,23 +45,21 @@ INPUT_LAYOUT = ("keypoints: (batch, time, joints, 3) float32, x and y in pixels 
 
 
 class PoseExportWrapper(nn.Module):
-    """``forward(keypoints) -> (logits, frame_importance)``: the signature without frames."""
+    """``forward(keypoints) -> (logits, frame_importance, novelty)``: the signature without frames."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(None, keypoints)
-        return out.logits, out.frame_importance
+    def forward(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.net(None, keypoints))
 
 
 class RGBPoseExportWrapper(PoseExportWrapper):
-    """``forward(frames, keypoints) -> (logits, frame_importance)`` as plain tensors."""
+    """``forward(frames, keypoints) -> (logits, frame_importance, novelty)`` as plain tensors."""
 
-    def forward(self, frames: torch.Tensor, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(frames, keypoints)
-        return out.logits, out.frame_importance
+    def forward(self, frames: torch.Tensor, keypoints: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.net(frames, keypoints))
 
 
 def model_fingerprint(checkpoint: Checkpoint, spec: ModelSpec) -> str:
@@ -70,7 +67,7 @@ def model_fingerprint(checkpoint: Checkpoint, spec: ModelSpec) -> str:
     the torch version (the exporter's output changes with it)."""
     digest = hashlib.sha256()
     header = {"model": checkpoint.model_name, "classes": checkpoint.num_classes, "hparams": checkpoint.hparams,
-              "spec": spec.to_json(), "torch": torch.__version__}
+              "spec": spec.to_json(), "torch": torch.__version__, "outputs": OUTPUT_NAMES}
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
     for key in sorted(checkpoint.state_dict):
         tensor = checkpoint.state_dict[key].detach().cpu().contiguous()

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from star_har.model.importance import bars_from_drops, occluded_windows, occlusion_drops
+from star_har.realtime.engines.base import WindowScores
 
 #: What the bars mean, by where they come from: (short label, explanation) for the GUI's legend.
 IMPORTANCE_SOURCES = {
@@ -51,23 +52,24 @@ class OcclusionImportance:
     def __getattr__(self, name: str):
         return getattr(self.engine, name)
 
-    def infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> WindowScores:
         return occlusion_infer(self.engine, frames, keypoints)
 
 
-def occlusion_infer(engine, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``engine.infer`` on a batch of windows with measured importance: logits ``(B, K)`` of the
-    windows as they are, importance ``(B, T)`` from their T occluded copies each. All ``B (T + 1)``
-    windows go through the engine together, in as few calls as its batch limit allows (TensorRT
-    engines have a ``max_batch``)."""
+def occlusion_infer(engine, frames: np.ndarray | None, keypoints: np.ndarray) -> WindowScores:
+    """``engine.infer`` on a batch of windows with measured importance: logits ``(B, K)`` and
+    novelty ``(B,)`` of the windows as they are, importance ``(B, T)`` from their T occluded copies
+    each. All ``B (T + 1)`` windows go through the engine together, in as few calls as its batch
+    limit allows (TensorRT engines have a ``max_batch``)."""
     count, num_frames = keypoints.shape[:2]
     copies = [occluded_windows(None if frames is None else frames[b:b + 1], keypoints[b:b + 1]) for b in range(count)]
     all_keypoints = np.concatenate([keypoints] + [kp for _, kp in copies])
     all_frames = None if frames is None else np.concatenate([frames] + [rgb for rgb, _ in copies])
     step = getattr(engine, "max_batch", None) or len(all_keypoints)
-    all_logits = np.concatenate([
-        engine.infer(None if all_frames is None else all_frames[i:i + step], all_keypoints[i:i + step])[0]
-        for i in range(0, len(all_keypoints), step)])
+    parts = [engine.infer(None if all_frames is None else all_frames[i:i + step], all_keypoints[i:i + step])
+             for i in range(0, len(all_keypoints), step)]
+    all_logits = np.concatenate([part.logits for part in parts])
+    novelty = np.concatenate([part.novelty for part in parts])[:count]
     logits, occluded = all_logits[:count], all_logits[count:].reshape(count, num_frames, -1)
     drops = np.stack([occlusion_drops(logits[b], occluded[b], int(logits[b].argmax())) for b in range(count)])
-    return logits, bars_from_drops(torch.from_numpy(drops)).numpy().astype(np.float32)
+    return WindowScores(logits, bars_from_drops(torch.from_numpy(drops)).numpy().astype(np.float32), novelty)

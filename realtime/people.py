@@ -188,18 +188,18 @@ class PeopleStage:
             skipped = {id(w) for w in needed[affordable:]}
             needed = needed[:affordable]
             windows = [w for w in windows if id(w) not in skipped]
-        outputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        outputs: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
         inference_ms = math.nan
         if needed:
             start = time.perf_counter()
             frames = None if needed[0].window.frames is None else np.stack([w.window.frames for w in needed])
-            logits, importance = engine.infer(frames, np.stack([w.window.keypoints for w in needed]))
+            scores = engine.infer(frames, np.stack([w.window.keypoints for w in needed]))
             inference_ms = (time.perf_counter() - start) * 1000
             self.metrics.record("inference_ms", inference_ms)
             per_window = inference_ms / len(needed)
             self._ms_per_window = per_window if self._ms_per_window is None else \
                 0.7 * self._ms_per_window + 0.3 * per_window
-            outputs = {id(w): (logits[i], importance[i]) for i, w in enumerate(needed)}
+            outputs = {id(w): tuple(value[i] for value in scores) for i, w in enumerate(needed)}
         predictions = []
         for w in windows:
             if id(w) in outputs:

@@ -290,10 +290,10 @@ class Pipeline:
             if self.postprocess.needs_inference(window):
                 start = time.perf_counter()
                 frames = None if window.frames is None else window.frames[None]
-                logits, importance = self.engine.infer(frames, window.keypoints[None])
+                scores = self.engine.infer(frames, window.keypoints[None])
                 inference_ms = (time.perf_counter() - start) * 1000
                 self.metrics.record("inference_ms", inference_ms)
-                prediction = self.postprocess.update(window, logits[0], importance[0])
+                prediction = self.postprocess.update(window, *(value[0] for value in scores))
             else:
                 prediction = self.postprocess.no_person(window)
             prediction.inference_ms = inference_ms

@@ -4,7 +4,8 @@ Consecutive windows overlap, so their class probabilities are smoothed with an e
 average; below ``threshold`` the answer is "no confident action" instead of a guess, and windows
 where nobody is in view for most frames are "no person in view" (the model is not even run).
 A checkpoint's open-set calibration (:class:`~star_har.model.openset.OpenSet`: temperature,
-threshold, background class) decides what is confident unless a threshold is given explicitly.
+threshold, background class, novelty limit) decides what is confident; an explicit threshold
+replaces the calibrated one.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ class Prediction(FrameRange):
     """What the pipeline concluded about one window.
 
     state: ``"action"`` (``label`` is confident), ``"uncertain"`` (best score below the
-        threshold, or the background class; ``label`` is None) or ``"no_person"`` (nobody in
-        view; model not run).
+        threshold, the background class, or a window unlike anything in training; ``label`` is
+        None) or ``"no_person"`` (nobody in view; model not run).
     score: smoothed probability of the best class (0 without a person).
     top_k: ``[(label, probability), ...]`` best first, smoothed.
     probabilities: ``(K,)`` smoothed class probabilities (None without a person).
     importance: ``(T,)`` the model's per-frame importance (sums to 1; zeros without a person).
     frame_indices / timestamps: ``(T,)`` the window's frames on the stream.
+    novelty: smoothed novelty score (how unlike the training windows; NaN when not measured).
     Timings in ms (NaN until measured): ``inference_ms`` engine call, ``latency_ms`` last frame
     captured -> prediction ready, ``window_to_prediction_ms`` window cut -> prediction ready.
     """
@@ -49,6 +51,7 @@ class Prediction(FrameRange):
     inference_ms: float = math.nan
     latency_ms: float = math.nan
     window_to_prediction_ms: float = math.nan
+    novelty: float = math.nan
 
     def text(self) -> str:
         """One line for people: ``squat 83%``, ``no confident action``, ``no person in view``."""
@@ -74,6 +77,7 @@ class Prediction(FrameRange):
             "score": round(self.score, 5),
             "top_k": [{"label": name, "score": round(p, 5)} for name, p in self.top_k],
             "importance": [round(float(v), 5) for v in self.importance],
+            "novelty": None if math.isnan(self.novelty) else round(self.novelty, 3),
             "inference_ms": ms(self.inference_ms),
             "latency_ms": ms(self.latency_ms),
             "window_to_prediction_ms": ms(self.window_to_prediction_ms),
@@ -104,9 +108,10 @@ class PostProcessor:
         self.top_k = max(1, min(top_k, len(self.class_names)))
         self.min_person_fraction = min_person_fraction
         self._smoothed: np.ndarray | None = None
+        self._smoothed_novelty = math.nan
 
     def reset(self) -> None:
-        self._smoothed = None
+        self._smoothed, self._smoothed_novelty = None, math.nan
 
     def needs_inference(self, window: Window) -> bool:
         """Whether enough of ``window`` shows a person for the model to say something."""
@@ -118,18 +123,26 @@ class PostProcessor:
         return Prediction(NO_PERSON, None, 0.0, [], None, np.zeros(len(window.frame_indices), np.float32),
                           window.frame_indices, window.timestamps)
 
-    def update(self, window: Window, logits: np.ndarray, importance: np.ndarray) -> Prediction:
-        """Prediction for ``window`` from the model's ``(K,)`` logits and ``(T,)`` importance."""
+    def update(self, window: Window, logits: np.ndarray, importance: np.ndarray,
+               novelty: float | None = None) -> Prediction:
+        """Prediction for ``window`` from the model's ``(K,)`` logits, ``(T,)`` importance and
+        novelty score (None: not measured)."""
         if len(logits) != len(self.class_names):
             raise InvalidInputError(f"model gave {len(logits)} logits for {len(self.class_names)} classes")
         probabilities = self.open_set.probabilities(logits)
         if self._smoothed is not None:
             probabilities = self.smoothing * self._smoothed + (1.0 - self.smoothing) * probabilities
         self._smoothed = probabilities
+        if novelty is not None:
+            novelty = float(novelty)
+            if not math.isnan(self._smoothed_novelty):
+                novelty = self.smoothing * self._smoothed_novelty + (1.0 - self.smoothing) * novelty
+            self._smoothed_novelty = novelty
         order = np.argsort(probabilities)[::-1][: self.top_k]
         top_k = [(self.class_names[i], float(probabilities[i])) for i in order]
         best_label, best_score = top_k[0]
-        confident = best_score >= self.threshold and best_label != BACKGROUND
+        confident = best_score >= self.threshold and best_label != BACKGROUND and self.open_set.known(novelty)
         return Prediction(ACTION if confident else UNCERTAIN, best_label if confident else None,
                           best_score, top_k, probabilities.astype(np.float32),
-                          np.asarray(importance, dtype=np.float32), window.frame_indices, window.timestamps)
+                          np.asarray(importance, dtype=np.float32), window.frame_indices, window.timestamps,
+                          novelty=math.nan if novelty is None else novelty)

@@ -29,3 +29,11 @@ def _number(kind: type, minimum: float, inclusive: bool):
 positive_int = _number(int, 1, inclusive=True)
 #: ``type=`` for rates and durations that must be above 0 (``--fps``, ``--seconds-per-action``).
 positive_float = _number(float, 0, inclusive=False)
+
+
+def fraction(text: str) -> float:
+    """``type=`` for shares in (0, 1] (``--keep``)."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be at most 1, got {text}")
+    return value

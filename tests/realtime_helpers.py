@@ -17,10 +17,14 @@ CLASS_NAMES = ["clap", "jump", "squat", "wave"]
 
 
 def tiny_checkpoint(path: Path, modality: str = "pose", sampling: TemporalSampling = TemporalSampling(16, 1.6),
-                    seed: int = 0) -> Path:
-    """A random-weight STAR checkpoint small enough to run in a few ms."""
+                    seed: int = 0, novelty: bool = False) -> Path:
+    """A random-weight STAR checkpoint small enough to run in a few ms (``novelty``: with a
+    novelty head fitted to random features)."""
     torch.manual_seed(seed)
-    net = build_model("star", len(CLASS_NAMES), modality=modality, num_joints=13, dim=32, depth=1, num_heads=2)
+    net = build_model("star", len(CLASS_NAMES), modality=modality, num_joints=13, dim=32, depth=1, num_heads=2,
+                      novelty_head=novelty)
+    if novelty:
+        net.novelty_head.fit(torch.randn(200, 32), torch.arange(200) % len(CLASS_NAMES))
     save_checkpoint(path, net, model_name="star", class_names=CLASS_NAMES, joint_layout="penn13",
                     sampling=sampling)
     return path

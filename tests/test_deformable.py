@@ -218,9 +218,10 @@ def test_onnx_export_matches_onnxruntime(tmp_path):
     frames, kp = torch.randn(1, 3, 4, 32, 32), random_keypoints(1, 4, 13, 32)
     path = tmp_path / "deformable.onnx"
     torch.onnx.export(net, (frames, kp), path, dynamo=True, input_names=["frames", "keypoints"],
-                      output_names=["logits", "frame_importance"])
+                      output_names=["logits", "frame_importance", "novelty"])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    logits, importance = session.run(None, {"frames": frames.numpy(), "keypoints": kp.numpy()})
+    logits, importance, novelty = session.run(None, {"frames": frames.numpy(), "keypoints": kp.numpy()})
+    assert not novelty.any()  # no novelty head
     with torch.no_grad():
         ref = net(frames, kp)
     assert logits.argmax(1) == ref.logits.argmax(1).numpy()

@@ -21,15 +21,17 @@ from tests.realtime_helpers import CLASS_NAMES, tiny_checkpoint
 
 
 def assert_parity(reference, candidate, batch: int, num_frames: int | None = None, seed: int = 0) -> None:
-    """Same top-1, logits within 1e-4 and importance within 1e-5 on random windows."""
+    """Same top-1, logits within 1e-4, importance within 1e-5 and novelty within 1e-4 (relative)
+    on random windows."""
     spec = reference.spec
     if num_frames is not None:
         spec = ModelSpec(**{**spec.__dict__, "frames_per_window": num_frames})
     frames, keypoints = spec.example_inputs(batch, seed)
     keypoints[0, 1, :4, 2] = 0.0  # some invisible joints, as real poses have
-    ref_logits, ref_importance = reference.infer(frames, keypoints)
-    logits, importance = candidate.infer(frames, keypoints)
+    ref_logits, ref_importance, ref_novelty = reference.infer(frames, keypoints)
+    logits, importance, novelty = candidate.infer(frames, keypoints)
     assert logits.shape == (batch, len(spec.class_names)) and importance.shape == (batch, keypoints.shape[1])
+    np.testing.assert_allclose(novelty, ref_novelty, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(logits.argmax(1), ref_logits.argmax(1))
     assert np.abs(logits - ref_logits).max() < 1e-4
     assert np.abs(importance - ref_importance).max() < 1e-5
@@ -40,7 +42,7 @@ def assert_parity(reference, candidate, batch: int, num_frames: int | None = Non
 def pose_export(tmp_path_factory) -> tuple[Path, Path]:
     """(checkpoint, .onnx written by `star-har export`) for a tiny STAR pose model."""
     root = tmp_path_factory.mktemp("pose")
-    checkpoint = tiny_checkpoint(root / "pose.pt", "pose")
+    checkpoint = tiny_checkpoint(root / "pose.pt", "pose", novelty=True)
     output = root / "exported" / "pose.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--output", str(output)]) == 0
     return checkpoint, output
@@ -51,7 +53,7 @@ def test_export_cli_writes_a_valid_self_describing_onnx(pose_export, capsys):
     onnx.checker.check_model(str(output), full_check=True)
     graph = onnx.load(str(output)).graph
     assert [i.name for i in graph.input] == ["keypoints"]  # pose-only: no frames input at all
-    assert [o.name for o in graph.output] == ["logits", "frame_importance"]
+    assert [o.name for o in graph.output] == ["logits", "frame_importance", "novelty"]
     batch_dim, time_dim = graph.input[0].type.tensor_type.shape.dim[:2]
     assert batch_dim.dim_param and time_dim.dim_param  # dynamic batch and window length
     spec = read_onnx_spec(output)
@@ -70,6 +72,7 @@ def test_star_pose_parity_from_the_onnx_file_alone(pose_export):
     engine = OnnxRuntimeEngine(output, read_onnx_spec(output), threads=1)
     for batch in (1, 3):
         assert_parity(reference, engine, batch, seed=batch)
+    assert (engine.infer(*reference.spec.example_inputs(3)).novelty > 0).all()  # the fitted head, exported
     assert_parity(reference, engine, 2, num_frames=8)  # another even window length
 
 

@@ -87,12 +87,12 @@ def test_onnxruntime_providers():
 def test_torch_engine_matches_the_model(rgb_checkpoint):
     engine = create_engine(rgb_checkpoint, "torch", "cpu")
     frames, keypoints = engine.spec.example_inputs(batch=1)
-    logits, importance = engine.infer(frames, keypoints)
+    logits, importance, novelty = engine.infer(frames, keypoints)
     with torch.no_grad():
         out = rgb_checkpoint.build()(torch.from_numpy(frames), torch.from_numpy(keypoints))
     np.testing.assert_allclose(logits, out.logits.numpy(), atol=1e-5)
     np.testing.assert_allclose(importance, out.frame_importance.numpy(), atol=1e-6)
-    assert logits.dtype == importance.dtype == np.float32
+    assert logits.dtype == importance.dtype == novelty.dtype == np.float32 and novelty.shape == (1,)
     assert engine.class_names == tuple(CLASS_NAMES)
 
 
@@ -101,7 +101,7 @@ def test_inputs_are_validated(pose_checkpoint, rgb_checkpoint):
     rgb = create_engine(rgb_checkpoint, "torch", "cpu")
     frames, keypoints = rgb.spec.example_inputs(batch=1)
     assert not pose.needs_frames and pose.input_size is None
-    logits, _ = pose.infer(None, keypoints)
+    logits = pose.infer(None, keypoints).logits
     assert logits.shape == (1, len(CLASS_NAMES))
     with pytest.raises(ValueError, match=r"keypoints must be \(B, T, 13, 3\)"):
         pose.infer(None, keypoints[..., :10, :])

@@ -56,7 +56,8 @@ class OneFrameDecides(nn.Module):
 
     def forward(self, frames, keypoints):
         rise = keypoints[:, 5, 0, 1] - keypoints[:, :, 0, 1].mean(1)
-        return ActionOutput(torch.stack((rise, -rise), dim=1), torch.full(keypoints.shape[:2], 1 / 16))
+        return ActionOutput(torch.stack((rise, -rise), dim=1), torch.full(keypoints.shape[:2], 1 / 16),
+                            torch.zeros(len(keypoints)))
 
 
 def test_occlusion_ground_truth_ranks_the_deciding_frame_first():
@@ -151,8 +152,8 @@ def test_head_importance_is_the_same_on_every_engine(head_engines):
     reference, candidate = head_engines
     frames, keypoints = reference.spec.example_inputs(3, 1)
     keypoints[0, 2, :5, 2] = 0.0
-    ref_logits, ref_importance = reference.infer(frames, keypoints)
-    logits, importance = candidate.infer(frames, keypoints)
+    ref_logits, ref_importance, _ = reference.infer(frames, keypoints)
+    logits, importance, _ = candidate.infer(frames, keypoints)
     assert np.abs(logits - ref_logits).max() < 1e-4 and np.abs(importance - ref_importance).max() < 1e-5
     assert ref_importance.std(1).min() > 1e-4  # the head's bars, not a uniform placeholder
 
@@ -162,8 +163,8 @@ def test_occlusion_importance_is_the_same_on_every_engine(head_engines):
 
     reference, candidate = (OcclusionImportance(engine) for engine in head_engines)
     frames, keypoints = reference.spec.example_inputs(2, 2)
-    ref_logits, ref_importance = reference.infer(frames, keypoints)
-    logits, importance = candidate.infer(frames, keypoints)
+    ref_logits, ref_importance, _ = reference.infer(frames, keypoints)
+    logits, importance, _ = candidate.infer(frames, keypoints)
     assert np.allclose(logits, head_engines[0].infer(frames, keypoints)[0], atol=1e-5)  # predictions unchanged
     assert np.abs(importance - ref_importance).max() < 1e-3 and np.allclose(importance.sum(1), 1.0, atol=1e-5)
     assert reference.name == head_engines[0].name  # the wrapper is transparent
@@ -183,10 +184,10 @@ def test_occlusion_importance_respects_an_engines_batch_limit(head_engines):
 
     frames, keypoints = head_engines[0].spec.example_inputs(2, 3)
     limited = Limited()
-    logits, importance = occlusion_infer(limited, frames, keypoints)
+    logits, importance, novelty = occlusion_infer(limited, frames, keypoints)
     reference = occlusion_infer(head_engines[0], frames, keypoints)
     assert sum(limited.calls) == 2 * 17 and np.allclose(logits, reference[0], atol=1e-5)
-    assert np.allclose(importance, reference[1], atol=1e-4)
+    assert np.allclose(importance, reference[1], atol=1e-4) and np.allclose(novelty, reference.novelty, atol=1e-4)
 
 
 def test_auto_importance_measures_on_a_gpu_and_estimates_on_a_cpu():

@@ -15,7 +15,7 @@ from star_har.realtime.postprocess import ACTION, UNCERTAIN, PostProcessor
 from star_har.realtime.ring_buffer import Window
 from star_har.train.config import load_config
 from star_har.train.datasets.npz import load_npz_folder
-from star_har.train.engine import predict_windows, train
+from star_har.train.engine import train, window_outputs
 from star_har.train.openset import calibrate, calibrate_checkpoint, fit_temperature, open_set_report
 from star_har.train.windows import WindowDataset
 
@@ -96,15 +96,17 @@ def test_calibrate_checkpoint_on_generated_out_of_vocabulary_motion(tmp_path):
     cfg["augment"] = {"joint_dropout": 0.0, "point_dropout": 0.0, "frame_dropout": 0.0, "lower_body_dropout": 0.0}
     train(cfg, progress=False)
     checkpoint = tmp_path / "run" / "best.pt"
-    result = calibrate_checkpoint(checkpoint, cfg["data"], keep=0.9, progress=False)
+    result = calibrate_checkpoint(checkpoint, cfg["data"], novelty_keep=0.9, progress=False)
     ck = load_checkpoint(checkpoint)
     open_set = OpenSet.from_meta(ck.meta)
-    assert open_set == OpenSet(result["temperature"], result["threshold"]) and 0 < open_set.threshold <= 1
+    assert open_set == OpenSet(result["temperature"], 0.0, result["max_novelty"]) and open_set.max_novelty > 0
+    assert ck.hparams["novelty_head"] and result["novelty_fit_windows"] > 0
     assert result["in_vocabulary_shown_and_right"] >= 0.8
     waves = WindowDataset(load_npz_folder(unknown), ["wave"], "penn13", ck.sampling, None, windows_per_sequence=3)
-    logits, _, _ = predict_windows(ck.build(), waves, 16, torch.device("cpu"), progress=False)
-    report = open_set_report(np.zeros((0, 2)), np.zeros(0, int), logits, ck.class_names, open_set)
-    assert report["out_of_vocabulary_windows"] == 18 and 0.0 <= report["out_of_vocabulary_confident"] <= 1.0
+    out = window_outputs(ck.build(), waves, 16, torch.device("cpu"), progress=False)
+    report = open_set_report(np.zeros((0, 2)), np.zeros(0, int), out["logits"], ck.class_names, open_set,
+                             np.zeros(0), out["novelty"])
+    assert report["out_of_vocabulary_windows"] == 18 and report["out_of_vocabulary_confident"] <= 0.1
 
 
 def test_models_are_chosen_by_name():
@@ -128,3 +130,39 @@ def test_background_windows_are_reported_apart_from_the_vocabulary():
     assert report["in_vocabulary_shown_and_right"] == 1.0 and report["in_vocabulary_windows"] == 1
     assert report["background_confident"] == pytest.approx(1 / 3) and report["background_windows"] == 3
     assert np.isnan(report["out_of_vocabulary_confident"]) and report["out_of_vocabulary_windows"] == 0
+
+
+def test_novelty_head_is_the_mahalanobis_distance_to_the_nearest_class():
+    from star_har.model.openset import NoveltyHead
+
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(4, 4))
+    labels = np.repeat([0, 1, 3], 200)  # class 2 has no training windows
+    centres = np.array([[-5, 0, 0, 0], [5, 0, 0, 0], [0, 0, 0, 0], [0, 5, 5, 0]], float)
+    features = centres[labels] + rng.normal(size=(600, 4)) @ mixing
+    head = NoveltyHead(4, 4)
+    head.fit(torch.from_numpy(features).float(), torch.from_numpy(labels), shrinkage=0.0)
+    residuals = features - centres[labels]
+    precision = np.linalg.inv(np.cov(residuals.T))
+    means = np.stack([features[labels == k].mean(0) for k in (0, 1, 3)])
+    queries = rng.normal(0, 4, (50, 4))
+    diff = queries[:, None] - means[None]
+    expected = np.einsum("nkd,de,nke->nk", diff, precision, diff).min(1)
+    got = head(torch.from_numpy(queries).float()).numpy()
+    assert got == pytest.approx(expected, rel=0.05, abs=0.05)
+    # a class without windows is never the nearest: at the origin (where a zero mean would sit)
+    # the distance is measured from the trained classes
+    from_trained = float(np.einsum("kd,de,ke->k", means, precision, means).min())
+    assert from_trained > 1 and head(torch.zeros(1, 4)).item() == pytest.approx(from_trained, rel=0.05)
+
+
+def test_postprocessor_hides_windows_beyond_the_novelty_limit():
+    open_set = OpenSet(temperature=1.0, threshold=0.0, max_novelty=10.0)
+    post = PostProcessor(NAMES, smoothing=0.0, open_set=open_set)
+    logits = np.array([6.0, 0.0, 0.0, 0.0])
+    assert post.update(_window(), logits, np.zeros(16), 3.0).state == ACTION
+    novel = post.update(_window(), logits, np.zeros(16), 50.0)
+    assert novel.state == UNCERTAIN and novel.novelty == 50.0 and novel.to_record()["novelty"] == 50.0
+    assert post.update(_window(), logits, np.zeros(16)).state == ACTION  # not measured: not held against it
+    assert OpenSet.from_meta({"open_set": open_set.to_meta()}) == open_set
+    assert OpenSet.from_meta({"open_set": {"temperature": 1.0, "threshold": 0.5}}).max_novelty is None  # older files

@@ -111,8 +111,7 @@ def test_batched_inference_equals_inference_per_person(torch_engine):
         for prediction, window in predictions:
             assert isinstance(prediction, PersonPrediction)
             alone = references.setdefault(prediction.track_id, PostProcessor(CLASS_NAMES, smoothing=0.5))
-            logits, importance = torch_engine.infer(None, window.keypoints[None])
-            expected = alone.update(window, logits[0], importance[0])
+            expected = alone.update(window, *(value[0] for value in torch_engine.infer(None, window.keypoints[None])))
             np.testing.assert_allclose(prediction.probabilities, expected.probabilities, atol=1e-5)
             np.testing.assert_allclose(prediction.importance, expected.importance, atol=1e-5)
             assert prediction.label == expected.label

@@ -65,7 +65,7 @@ def test_record_is_json_with_the_documented_fields():
     p.latency_ms = 12.345
     record = json.loads(json.dumps(p.to_record()))
     assert set(record) == {"time", "start_time", "frame_range", "frames", "state", "label", "score", "top_k",
-                           "importance", "inference_ms", "latency_ms", "window_to_prediction_ms"}
+                           "importance", "novelty", "inference_ms", "latency_ms", "window_to_prediction_ms"}
     assert record["frame_range"] == [0, 45] and record["time"] == pytest.approx(1.5)
     assert record["latency_ms"] == 12.35 and record["inference_ms"] is None
     assert record["top_k"][0] == {"label": "jump", "score": pytest.approx(0.7)}

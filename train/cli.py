@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from star_har.args import positive_float, positive_int
+from star_har.args import fraction, positive_float, positive_int
 from star_har.errors import InvalidInputError
 from star_har.train.datasets import KINDS
 
@@ -106,8 +106,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, list(args.set or []))
-    result = calibrate_checkpoint(args.checkpoint, cfg["data"], keep=args.keep, batch_size=args.batch_size)
-    print(f"temperature {result['temperature']:.3f}, threshold {result['threshold']:.3f}: "
+    result = calibrate_checkpoint(args.checkpoint, cfg["data"], keep=args.keep, novelty_keep=args.novelty_keep,
+                                  batch_size=args.batch_size, progress=not args.no_progress)
+    limit = (f"novelty limit {result['max_novelty']:.1f} (head fitted to {result['novelty_fit_windows']} training "
+             "windows)" if result["max_novelty"] is not None else f"threshold {result['threshold']:.3f}")
+    print(f"temperature {result['temperature']:.3f}, {limit}: "
           f"{result['in_vocabulary_shown_and_right']:.1%} of {result['windows']} validation windows "
           f"({result['sequences']} videos) shown and right; stored in {args.checkpoint}")
     return 0
@@ -170,14 +173,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     c = subparsers.add_parser(
         "calibrate", help="calibrate a checkpoint's open-set threshold on its validation split",
-        description="Fit a temperature and a confidence threshold on the validation windows of the "
-                    "config's split (held-out subjects for everyday) and store them in the checkpoint, "
-                    "where star-har run reads them: windows below the threshold show 'no confident "
-                    "action'. Out-of-vocabulary data is never used here: measure it with star-har eval.")
+        description="Fit the checkpoint's novelty head (STAR models: class means and covariance of the "
+                    "training windows' features), then a temperature and the novelty limit on the validation "
+                    "windows of the config's split (held-out subjects for everyday), and store them in the "
+                    "checkpoint, where star-har run reads them: windows unlike every trained class show 'no "
+                    "confident action'. Models without a novelty head get a confidence threshold instead. "
+                    "Out-of-vocabulary data is never used here: measure it with star-har eval.")
     c.add_argument("--config", required=True, metavar="YAML", help="the config the checkpoint was trained with")
     c.add_argument("--checkpoint", required=True, metavar="PT", help="checkpoint to calibrate (rewritten in place)")
-    c.add_argument("--keep", type=positive_float, default=0.95,
-                   help="share of the correctly classified validation windows that stay shown")
+    c.add_argument("--novelty-keep", type=fraction, default=0.9,
+                   help="share of the correctly classified validation windows within the novelty limit "
+                        "(default 0.9)")
+    c.add_argument("--keep", type=fraction, default=0.95,
+                   help="models without a novelty head: share of the correctly classified validation "
+                        "windows above the confidence threshold (default 0.95)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="config overrides, as for train")
     c.add_argument("--batch-size", type=positive_int, default=64)
     c.add_argument("--threads", type=positive_int, help="torch CPU threads")

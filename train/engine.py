@@ -120,8 +120,9 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
     sampling = TemporalSampling(int(data["frames_per_window"]), float(data["window_seconds"]))
     if cfg.get("init"):
         ck = load_checkpoint(cfg["init"])
-        # An importance head was fitted to the old model's predictions: it would mislead on the new one.
-        hparams = {k: v for k, v in ck.hparams.items() if k not in ("backbone_weights", "importance_head")}
+        # Importance and novelty heads were fitted to the old model: they would mislead on the new one.
+        hparams = {k: v for k, v in ck.hparams.items()
+                   if k not in ("backbone_weights", "importance_head", "novelty_head")}
         layout = cfg["model"].get("layout", ck.joint_layout)  # the one model key read with init
         if layout != ck.joint_layout:
             if "layout" not in hparams:
@@ -180,22 +181,44 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
+def window_outputs(net: nn.Module, dataset: WindowDataset, batch_size: int, device: torch.device,
+                   amp: bool = False, progress: bool = True, features: bool = False) -> dict[str, np.ndarray]:
+    """Every window of ``dataset`` through ``net``: ``logits`` ``(N, K)``, ``novelty`` ``(N,)``,
+    ``labels`` ``(N,)``, ``sequences`` ``(N,)`` (index of each window's sequence) and, with
+    ``features``, what the classification head reads ``(N, D)`` (the model's ``head`` input; with
+    test-time flip, that of the window as it is)."""
+    net.eval()
+    keys = ("logits", "novelty", "labels", "sequences") + (("features",) if features else ())
+    out: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    hook = net.head.register_forward_hook(
+        lambda module, inputs, output: out["features"].append(inputs[0].float().cpu().numpy())) if features else None
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    try:
+        for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
+            frames = batch["frames"].to(device) if "frames" in batch else None
+            with _autocast(device, amp):
+                result = net(frames, batch["keypoints"].to(device))
+            out["logits"].append(result.logits.float().cpu().numpy())
+            out["novelty"].append(result.novelty.float().cpu().numpy())
+            out["labels"].append(batch["label"].numpy())
+            out["sequences"].append(batch["sequence"].numpy())
+            if features:  # a flipped copy rides in the same head call: keep the window's own rows
+                out["features"][-1] = out["features"][-1][:len(batch["label"])]
+    finally:
+        if hook is not None:
+            hook.remove()
+    if not out["logits"]:
+        empty = {"logits": np.zeros((0, 0), np.float32), "features": np.zeros((0, 0), np.float32)}
+        return {key: empty.get(key, np.zeros(0, np.int64 if key in ("labels", "sequences") else np.float32))
+                for key in keys}
+    return {key: np.concatenate(values) for key, values in out.items()}
+
+
 def predict_windows(net: nn.Module, dataset: WindowDataset, batch_size: int, device: torch.device,
                     amp: bool = False, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits ``(N, K)``, labels ``(N,)`` and sequence indices ``(N,)`` of every window of ``dataset``."""
-    net.eval()
-    scores, labels, sequences = [], [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
-        frames = batch["frames"].to(device) if "frames" in batch else None
-        with _autocast(device, amp):
-            logits = net(frames, batch["keypoints"].to(device)).logits
-        scores.append(logits.float().cpu().numpy())
-        labels.append(batch["label"].numpy())
-        sequences.append(batch["sequence"].numpy())
-    if not scores:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(scores), np.concatenate(labels), np.concatenate(sequences)
+    out = window_outputs(net, dataset, batch_size, device, amp, progress)
+    return out["logits"], out["labels"], out["sequences"]
 
 
 def _write_csv(history: list[dict], path: Path) -> None:

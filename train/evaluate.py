@@ -15,7 +15,7 @@ from star_har.model import load_checkpoint
 from star_har.model.openset import OpenSet
 from star_har.train.config import DataConfig
 from star_har.train.datasets import load_sequences, load_splits
-from star_har.train.engine import predict_windows
+from star_har.train.engine import window_outputs
 from star_har.train.metrics import plot_confusion, summarize
 from star_har.train.openset import open_set_report
 from star_har.train.windows import WindowDataset
@@ -59,22 +59,25 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path | None = N
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = ck.build().to(device)
 
-    def predict(members: list, class_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return predict_windows(net, WindowDataset.for_checkpoint(ck, members, windows, class_names), batch_size, device)
+    def predict(members: list, class_names: list[str]) -> dict[str, np.ndarray]:
+        if not members:
+            return {"logits": np.zeros((0, len(ck.class_names))), "labels": np.zeros(0, np.int64),
+                    "sequences": np.zeros(0, np.int64), "novelty": np.zeros(0)}
+        return window_outputs(net, WindowDataset.for_checkpoint(ck, members, windows, class_names), batch_size, device)
 
-    scores, labels, seq_index = predict(known, ck.class_names) if known \
-        else (np.zeros((0, len(ck.class_names))), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    predicted = predict(known, ck.class_names)
+    scores, labels, seq_index = predicted["logits"], predicted["labels"], predicted["sequences"]
     report = summarize(scores, labels, seq_index, ck.class_names)
     sources = np.array([s.source for s in known], dtype=object)[seq_index]
     if len(set(sources)) > 1:
         report["per_source"] = {str(source): summarize(scores[sources == source], labels[sources == source],
                                                        seq_index[sources == source], ck.class_names)
                                 for source in sorted(set(sources))}
-    unknown_scores = predict(unknown, sorted({s.label for s in unknown}))[0] if unknown \
-        else np.zeros((0, len(ck.class_names)))
+    unknown_predicted = predict(unknown, sorted({s.label for s in unknown}))
     open_set = OpenSet.from_meta(ck.meta)
     report["open_set"] = {"calibrated": open_set is not None,
-                          **open_set_report(scores, labels, unknown_scores, ck.class_names, open_set or OpenSet()),
+                          **open_set_report(scores, labels, unknown_predicted["logits"], ck.class_names,
+                                            open_set or OpenSet(), predicted["novelty"], unknown_predicted["novelty"]),
                           "out_of_vocabulary_classes": sorted({s.label for s in unknown})}
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

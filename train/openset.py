@@ -1,9 +1,11 @@
 """Calibrating and measuring open-set behaviour (:class:`~model.openset.OpenSet`) on held-out data.
 
-Calibration uses in-vocabulary validation windows only (held-out subjects): the temperature
-minimises their negative log-likelihood, then the threshold is the highest one that still shows
-``keep`` of the windows the model gets right. Out-of-vocabulary windows are never used to choose
-it, so measuring them afterwards (:func:`open_set_report`) is an honest test.
+Calibration uses in-vocabulary windows only: the novelty head's class means and covariance come
+from the training split's windows; on the validation split (held-out subjects) the temperature
+minimises the negative log-likelihood, then the novelty limit is the lowest one that still shows
+``novelty_keep`` of the windows the model gets right (models without a novelty head get a
+probability threshold that keeps ``keep`` of them instead). Out-of-vocabulary windows are never
+used to choose either, so measuring them afterwards (:func:`open_set_report`) is an honest test.
 """
 
 from __future__ import annotations
@@ -28,64 +30,92 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(min(TEMPERATURES, key=nll))
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, class_names: list[str], keep: float = 0.95) -> OpenSet:
-    """An :class:`OpenSet` from in-vocabulary validation windows ``(N, K)`` logits and labels."""
+def _quantile_of_sorted(values: np.ndarray, keep: float) -> float:
+    """The value below (or at) which ``keep`` of the sorted ``values`` lie."""
+    return float(values[min(len(values) - 1, int(np.ceil(keep * len(values))) - 1)])
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray, class_names: list[str], keep: float = 0.95,
+              novelty: np.ndarray | None = None, novelty_keep: float = 0.9) -> OpenSet:
+    """An :class:`OpenSet` from in-vocabulary validation windows ``(N, K)`` logits and labels
+    (and their ``(N,)`` novelty when the model has a fitted novelty head)."""
     temperature = fit_temperature(logits, labels)
     probs = OpenSet(temperature).probabilities(logits)
     best = probs.argmax(axis=1)
     right = (best == labels) & (np.asarray(class_names, dtype=object)[best] != BACKGROUND)
-    scores = np.sort(probs.max(axis=1)[right])[::-1]
-    if len(scores) == 0:
+    if not right.any():
         return OpenSet(temperature, 1.0)
+    if novelty is not None:  # the novelty limit decides; a probability threshold would only lose right windows
+        return OpenSet(temperature, 0.0, _quantile_of_sorted(np.sort(novelty[right]), novelty_keep))
     # the keep-th quantile of the right windows' confidences: lower would show more guesses
-    threshold = scores[min(len(scores) - 1, int(np.ceil(keep * len(scores))) - 1)]
-    return OpenSet(temperature, float(threshold))
+    return OpenSet(temperature, _quantile_of_sorted(np.sort(probs.max(axis=1)[right])[::-1], keep))
 
 
 def open_set_report(known_logits: np.ndarray, known_labels: np.ndarray, unknown_logits: np.ndarray,
-                    class_names: list[str], open_set: OpenSet) -> dict[str, float]:
+                    class_names: list[str], open_set: OpenSet, known_novelty: np.ndarray | None = None,
+                    unknown_novelty: np.ndarray | None = None) -> dict[str, float]:
     """Per window: share of in-vocabulary windows shown and right, share of out-of-vocabulary
     windows shown as a confident action (NaN where there are none). Windows labelled
     :data:`BACKGROUND` are the trained kind of out-of-vocabulary: reported on their own."""
     def share(mask: np.ndarray) -> float:
         return float(mask.mean()) if len(mask) else float("nan")
 
-    def confident(logits: np.ndarray) -> np.ndarray:
-        return open_set.confident(open_set.probabilities(logits), class_names) if len(logits) else np.zeros(0, bool)
+    def confident(logits: np.ndarray, novelty: np.ndarray | None) -> np.ndarray:
+        if not len(logits):
+            return np.zeros(0, bool)
+        return open_set.confident(open_set.probabilities(logits), class_names, novelty)
 
     background = np.asarray(class_names, dtype=object)[known_labels] == BACKGROUND
-    shown_and_right = confident(known_logits) & (known_logits.argmax(axis=1) == known_labels)
+    known = confident(known_logits, known_novelty)
+    shown_and_right = known & (known_logits.argmax(axis=1) == known_labels)
     return {"in_vocabulary_shown_and_right": share(shown_and_right[~background]),
             "in_vocabulary_windows": int((~background).sum()),
-            "background_confident": share(confident(known_logits[background])),
+            "background_confident": share(known[background]),
             "background_windows": int(background.sum()),
-            "out_of_vocabulary_confident": share(confident(unknown_logits)),
+            "out_of_vocabulary_confident": share(confident(unknown_logits, unknown_novelty)),
             "out_of_vocabulary_windows": int(len(unknown_logits))}
 
 
 def calibrate_checkpoint(checkpoint: str | Path, data: dict[str, Any], keep: float = 0.95,
-                         batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
-    """Calibrate ``checkpoint`` on the validation split of a config ``data`` section (the split
-    training used) and store the result in its meta (``open_set``). Returns that entry plus the
+                         novelty_keep: float = 0.9, batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
+    """Calibrate ``checkpoint`` on the split of a config ``data`` section that training used: fit
+    its novelty head to the training windows (models that have one: STAR), then the temperature
+    and the novelty limit (or the probability threshold) on the validation windows, and store them
+    (``meta["open_set"]``, the head's statistics in the weights). Returns that entry plus the
     in-vocabulary measurement."""
     import torch
 
-    from star_har.model import load_checkpoint, save_checkpoint
+    from star_har.model import build_model, load_checkpoint, save_checkpoint
+    from star_har.model.registry import constructor_parameters
     from star_har.train.datasets import load_splits
-    from star_har.train.engine import predict_windows
+    from star_har.train.engine import window_outputs
     from star_har.train.windows import WindowDataset
 
     ck = load_checkpoint(checkpoint)
-    _, val, _ = load_splits(data)
-    val = [s for s in val if s.label in ck.class_names]
+    train, val, _ = load_splits(data)
+    train, val = ([s for s in part if s.label in ck.class_names] for part in (train, val))
     if not val:
         raise InvalidInputError("no validation sequence of the checkpoint's classes to calibrate on")
-    net = ck.build()
-    dataset = WindowDataset.for_checkpoint(ck, val, int(data["eval_windows"]))
-    logits, labels, _ = predict_windows(net, dataset, batch_size, torch.device("cpu"), progress=progress)
-    open_set = calibrate(logits, labels, ck.class_names, keep)
-    entry = {**open_set.to_meta(), "keep": keep, "windows": int(len(labels)),
-             "sequences": len(val), "data": data.get("root") or sorted(data.get("sources") or {})}
+    windows, cpu = int(data["eval_windows"]), torch.device("cpu")
+    novelty = "novelty_head" in constructor_parameters(ck.model_name) and bool(train)
+    if novelty:
+        hparams = {**ck.hparams, "backbone_weights": None, "novelty_head": True}
+        net = build_model(ck.model_name, ck.num_classes, **hparams)
+        net.load_state_dict({k: v for k, v in ck.state_dict.items() if not k.startswith("novelty_head.")},
+                            strict=False)
+        fitting = window_outputs(net, WindowDataset.for_checkpoint(ck, train, windows), batch_size, cpu,
+                                 progress=progress, features=True)
+        net.novelty_head.fit(torch.from_numpy(fitting["features"]), torch.from_numpy(fitting["labels"]))
+    else:
+        net = ck.build()
+    held = window_outputs(net, WindowDataset.for_checkpoint(ck, val, windows), batch_size, cpu, progress=progress)
+    open_set = calibrate(held["logits"], held["labels"], ck.class_names, keep,
+                         held["novelty"] if novelty else None, novelty_keep)
+    entry = {**open_set.to_meta(), "keep": keep, "novelty_keep": novelty_keep if novelty else None,
+             "windows": int(len(held["labels"])), "sequences": len(val),
+             "novelty_fit_windows": int(len(fitting["labels"])) if novelty else 0,
+             "data": data.get("root") or sorted(data.get("sources") or {})}
     save_checkpoint(checkpoint, net, model_name=ck.model_name, class_names=ck.class_names,
                     joint_layout=ck.joint_layout, sampling=ck.sampling, meta={**ck.meta, "open_set": entry})
-    return {**entry, **open_set_report(logits, labels, np.zeros((0, len(ck.class_names))), ck.class_names, open_set)}
+    return {**entry, **open_set_report(held["logits"], held["labels"], np.zeros((0, len(ck.class_names))),
+                                       ck.class_names, open_set, held["novelty"])}

@@ -6,7 +6,7 @@ import abc
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -108,8 +108,21 @@ class ModelSpec:
                              f"size, got {tuple(frames.shape)}")
 
 
+class WindowScores(NamedTuple):
+    """What an engine returns for a batch of B windows (float32 numpy arrays): ``logits`` (B, K),
+    ``frame_importance`` (B, T) and ``novelty`` (B,) (see :class:`~star_har.model.ActionOutput`)."""
+
+    logits: np.ndarray
+    frame_importance: np.ndarray
+    novelty: np.ndarray
+
+
+#: The exported graph's output names, in the order of :class:`WindowScores`.
+OUTPUT_NAMES = WindowScores._fields
+
+
 class InferenceEngine(abc.ABC):
-    """One way of running a model: ``infer(frames, keypoints) -> (logits, frame_importance)``.
+    """One way of running a model: ``infer(frames, keypoints) -> WindowScores``.
 
     Attributes: ``name`` (``"torch"``, ``"onnxruntime"``, ``"tensorrt"``), ``device``
     (``"cpu"``/``"cuda"``), ``precision`` (``"fp32"``/``"fp16"``), ``spec`` (:class:`ModelSpec`).
@@ -136,23 +149,23 @@ class InferenceEngine(abc.ABC):
     def class_names(self) -> tuple[str, ...]:
         return self.spec.class_names
 
-    def infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> WindowScores:
         """Run a batch of windows.
 
         frames: (B, 3, T, H, W) float32 normalised RGB, or None for pose-only models.
         keypoints: (B, T, J, 3) float32, x and y in pixels of the frames, confidence in [0, 1].
-        Returns logits (B, K) and frame_importance (B, T) as float32 numpy arrays.
+        Returns logits (B, K), frame_importance (B, T) and novelty (B,) as float32 numpy arrays.
         """
         self.spec.check_inputs(frames, keypoints)
         keypoints = np.ascontiguousarray(keypoints, dtype=np.float32)
         if self.needs_frames:
             frames = np.ascontiguousarray(frames, dtype=np.float32)
-        logits, importance = self._infer(frames if self.needs_frames else None, keypoints)
-        return logits.astype(np.float32, copy=False), importance.astype(np.float32, copy=False)
+        outputs = self._infer(frames if self.needs_frames else None, keypoints)
+        return WindowScores(*(np.asarray(value).astype(np.float32, copy=False) for value in outputs))
 
     @abc.abstractmethod
-    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``infer`` after validation, on contiguous float32 arrays."""
+    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``infer`` after validation, on contiguous float32 arrays: logits, importance, novelty."""
 
     def warmup(self, iterations: int = 3, batch: int = 1) -> None:
         """Run a few windows so that lazy initialisation (allocators, autotuning, compilation)
