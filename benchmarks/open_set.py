@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import scipy.special
 import torch
 
 from star_har.model import load_checkpoint
@@ -30,7 +31,7 @@ from star_har.model.openset import BACKGROUND, NoveltyHead, OpenSet
 from star_har.train.config import load_config
 from star_har.train.datasets import load_splits
 from star_har.train.engine import window_outputs
-from star_har.train.openset import fit_temperature
+from star_har.train.openset import fit_temperature, keep_limit
 from star_har.train.windows import WindowDataset
 
 
@@ -46,8 +47,7 @@ def scores(train: dict, known: dict, unknown: dict, temperature: float) -> dict[
 
     methods = {
         "probability": lambda out: OpenSet(temperature).probabilities(out["logits"]).max(axis=1),
-        "energy": lambda out: np.log(np.exp(out["logits"] - out["logits"].max(1, keepdims=True)).sum(1))
-        + out["logits"].max(1),
+        "energy": lambda out: scipy.special.logsumexp(out["logits"], axis=1),
         "knn": lambda out: knn(out["features"]),
         "mahalanobis": lambda out: -head(torch.from_numpy(out["features"])).numpy(),
     }
@@ -88,8 +88,7 @@ def main() -> None:
     temperature = fit_temperature(known["logits"], known["labels"])
     for name, (known_score, unknown_score) in scores(train, known, unknown, temperature).items():
         for keep in args.keep:
-            ordered = np.sort(known_score[right])[::-1]
-            limit = ordered[min(len(ordered) - 1, int(np.ceil(keep * len(ordered))) - 1)]
+            limit = keep_limit(np.sort(known_score[right])[::-1], keep)
             shown = (known_score >= limit) & (names[predicted] != BACKGROUND)
             unknown_shown = (unknown_score >= limit) & (names[unknown_predicted] != BACKGROUND)
             print(f"{name:<12} {keep:>5.2f} {np.mean(shown[in_vocabulary] & right[in_vocabulary]):>22.1%} "

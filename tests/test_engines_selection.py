@@ -167,3 +167,19 @@ def test_one_engine_table_drives_the_command_line():
     assert available_engines("cpu", importable=lambda name: True) == ["torch", "onnxruntime"]
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         check_fp16("cpu", True)
+
+
+def test_an_export_without_the_novelty_output_reports_zero_novelty(pose_checkpoint):
+    """ONNX files and TensorRT engines exported before the novelty output give logits and
+    importance only: every engine then reports novelty 0 (never held against a window)."""
+    from star_har.realtime.engines.base import InferenceEngine
+
+    class OlderExport(InferenceEngine):
+        name, device = "older", "cpu"
+
+        def _infer(self, frames, keypoints):
+            return np.ones((len(keypoints), len(CLASS_NAMES))), np.full(keypoints.shape[:2], 1 / keypoints.shape[1])
+
+    spec = ModelSpec.from_checkpoint(pose_checkpoint)
+    scores = OlderExport(spec).infer(*spec.example_inputs(batch=2))
+    assert scores.novelty.shape == (2,) and not scores.novelty.any() and scores.logits.dtype == np.float32

@@ -10,6 +10,7 @@ used to choose either, so measuring them afterwards (:func:`open_set_report`) is
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(min(TEMPERATURES, key=nll))
 
 
-def _quantile_of_sorted(values: np.ndarray, keep: float) -> float:
-    """The value below (or at) which ``keep`` of the sorted ``values`` lie."""
+def keep_limit(values: np.ndarray, keep: float) -> float:
+    """The limit that keeps ``keep`` of ``values``, sorted best first (the value at that rank)."""
     return float(values[min(len(values) - 1, int(np.ceil(keep * len(values))) - 1)])
 
 
@@ -46,9 +47,9 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, class_names: list[str], ke
     if not right.any():
         return OpenSet(temperature, 1.0)
     if novelty is not None:  # the novelty limit decides; a probability threshold would only lose right windows
-        return OpenSet(temperature, 0.0, _quantile_of_sorted(np.sort(novelty[right]), novelty_keep))
+        return OpenSet(temperature, 0.0, keep_limit(np.sort(novelty[right]), novelty_keep))
     # the keep-th quantile of the right windows' confidences: lower would show more guesses
-    return OpenSet(temperature, _quantile_of_sorted(np.sort(probs.max(axis=1)[right])[::-1], keep))
+    return OpenSet(temperature, keep_limit(np.sort(probs.max(axis=1)[right])[::-1], keep))
 
 
 def open_set_report(known_logits: np.ndarray, known_labels: np.ndarray, unknown_logits: np.ndarray,
@@ -85,7 +86,7 @@ def calibrate_checkpoint(checkpoint: str | Path, data: dict[str, Any], keep: flo
     in-vocabulary measurement."""
     import torch
 
-    from star_har.model import build_model, load_checkpoint, save_checkpoint
+    from star_har.model import load_checkpoint, save_checkpoint
     from star_har.model.registry import constructor_parameters
     from star_har.train.datasets import load_splits
     from star_har.train.engine import window_outputs
@@ -98,11 +99,8 @@ def calibrate_checkpoint(checkpoint: str | Path, data: dict[str, Any], keep: flo
         raise InvalidInputError("no validation sequence of the checkpoint's classes to calibrate on")
     windows, cpu = int(data["eval_windows"]), torch.device("cpu")
     novelty = "novelty_head" in constructor_parameters(ck.model_name) and bool(train)
-    if novelty:
-        hparams = {**ck.hparams, "backbone_weights": None, "novelty_head": True}
-        net = build_model(ck.model_name, ck.num_classes, **hparams)
-        net.load_state_dict({k: v for k, v in ck.state_dict.items() if not k.startswith("novelty_head.")},
-                            strict=False)
+    if novelty:  # the head's statistics are (re)fitted below: a head it may already have is replaced
+        net = dataclasses.replace(ck, hparams={**ck.hparams, "novelty_head": True}).build(strict=False)
         fitting = window_outputs(net, WindowDataset.for_checkpoint(ck, train, windows), batch_size, cpu,
                                  progress=progress, features=True)
         net.novelty_head.fit(torch.from_numpy(fitting["features"]), torch.from_numpy(fitting["labels"]))

@@ -160,12 +160,15 @@ class InferenceEngine(abc.ABC):
         keypoints = np.ascontiguousarray(keypoints, dtype=np.float32)
         if self.needs_frames:
             frames = np.ascontiguousarray(frames, dtype=np.float32)
-        outputs = self._infer(frames if self.needs_frames else None, keypoints)
+        outputs = tuple(self._infer(frames if self.needs_frames else None, keypoints))
+        if len(outputs) == 2:  # an ONNX file or TensorRT engine exported before the novelty output
+            outputs += (np.zeros(len(keypoints), np.float32),)
         return WindowScores(*(np.asarray(value).astype(np.float32, copy=False) for value in outputs))
 
     @abc.abstractmethod
-    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``infer`` after validation, on contiguous float32 arrays: logits, importance, novelty."""
+    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``infer`` after validation, on contiguous float32 arrays: the outputs the model has, in
+        :data:`OUTPUT_NAMES` order (logits, importance, novelty; older exports lack the novelty)."""
 
     def warmup(self, iterations: int = 3, batch: int = 1) -> None:
         """Run a few windows so that lazy initialisation (allocators, autotuning, compilation)

@@ -75,13 +75,12 @@ class OnnxRuntimeEngine(InferenceEngine):
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
         self.precision = "fp16" if fp16 and self.providers[0] == "TensorrtExecutionProvider" else "fp32"
         self.input_names = [node.name for node in self.session.get_inputs()]
-        # files exported before the novelty output existed have only the first two
-        self.output_names = [name for name in OUTPUT_NAMES if name in {n.name for n in self.session.get_outputs()}]
+        exported = {node.name for node in self.session.get_outputs()}
+        self.output_names = [name for name in OUTPUT_NAMES if name in exported]
         log.debug("onnxruntime session on %s with inputs %s", self.providers, self.input_names)
 
-    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, ...]:
         feeds = {"keypoints": keypoints}
         if frames is not None:
             feeds["frames"] = frames
-        outputs = self.session.run(self.output_names, feeds)
-        return outputs[0], outputs[1], outputs[2] if len(outputs) > 2 else np.zeros(len(keypoints), np.float32)
+        return tuple(self.session.run(self.output_names, feeds))

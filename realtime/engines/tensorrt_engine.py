@@ -186,7 +186,7 @@ class TensorRTEngine(InferenceEngine):
                          for name in names if self._engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT}
         self._stream = torch.cuda.Stream()
 
-    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, ...]:
         import torch
 
         if keypoints.shape[0] > self.max_batch or keypoints.shape[1] != self.spec.frames_per_window:
@@ -204,7 +204,6 @@ class TensorRTEngine(InferenceEngine):
                 self._context.set_tensor_address(name, outputs[name].data_ptr())
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise RuntimeError("TensorRT execution failed")
-            # engines built before the novelty output existed have only the first two
-            results = [outputs[name].float().cpu().numpy() for name in OUTPUT_NAMES if name in outputs]
+            results = tuple(outputs[name].float().cpu().numpy() for name in OUTPUT_NAMES if name in outputs)
         self._stream.synchronize()
-        return results[0], results[1], results[2] if len(results) > 2 else np.zeros(len(keypoints), np.float32)
+        return results

@@ -48,7 +48,7 @@ class TorchEngine(InferenceEngine):
         return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, ...]:
         kps = torch.from_numpy(keypoints).to(self.device, non_blocking=True)
         rgb = None if frames is None else torch.from_numpy(frames).to(self.device, non_blocking=True)
         with self._autocast():
