@@ -70,7 +70,7 @@ class BenchModel:
 
 
 #: The shipped pose checkpoint "star-pose" times: penn-sports, with its importance head (the everyday
-#: model shares its network without the head, so it costs the same or a little less).
+#: model is the same network on 16 joints instead of 13, without that head: about the same cost).
 SHIPPED_POSE_MODEL = "penn-sports"
 
 MODELS = (
