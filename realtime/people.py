@@ -159,7 +159,19 @@ class PeopleStage:
             window = state.ring.push(frame, keypoints, track.visible, cut=step)
             if window is not None:
                 cut.append((state, window))
-        if not step or not cut:
+        if not step:
+            return None
+        return self._rank(cut, frame)
+
+    def flush(self, frame: Frame) -> PeopleStep | None:
+        """At the end of a finite source (``frame`` its last): one window for every person tracked
+        now whose buffer never spanned one (:meth:`RingBuffer.flush`)."""
+        cut = [(state, window) for state in self.states.values() if (window := state.ring.flush()) is not None]
+        return self._rank(cut, frame)
+
+    def _rank(self, cut: list[tuple[PersonState, Window]], frame: Frame) -> PeopleStep | None:
+        """The step of ``cut`` windows, best ranked first, capped at ``max_people`` (skips counted)."""
+        if not cut:
             return None
         largest = max(float((s.track.box[2] - s.track.box[0]) * (s.track.box[3] - s.track.box[1])) for s, _ in cut)
         ranked = sorted((PersonWindow(state, window, state.track.box.copy(),

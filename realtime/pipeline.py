@@ -252,8 +252,10 @@ class Pipeline:
         keypoints = np.zeros((0, 3), np.float32)
         person_found = False
         schedule = PoseSchedule(self.sampling.frame_interval, self.config.pose_every_frame)
+        last_frame = None
         try:
             while (frame := get_until_stopped(self.frames, self._stop)) is not None:
+                last_frame = frame
                 step = self.ring.window_due(frame) if self.people is None else self.people.step_due(frame)
                 fresh = schedule.due(frame, step)
                 if fresh:
@@ -276,6 +278,11 @@ class Pipeline:
                 self.latest_update = update
                 if self.on_frame is not None:
                     self.on_frame(update)
+            if last_frame is not None and not self.source.live and not self._stop.is_set():
+                # a clip shorter than one window still gets its prediction
+                window = self.ring.flush() if self.people is None else self.people.flush(last_frame)
+                if window is not None:
+                    self._put_window(window)
         finally:
             self.pose.close()
             self._put_window(None)

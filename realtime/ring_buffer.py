@@ -5,7 +5,9 @@ the stream's clock, ending at the newest frame: the same spacing training used
 (``model.TemporalSampling``), whatever the camera's frame rate. For each of the T instants the
 buffer takes the frame whose timestamp is nearest. A window is emitted once the buffer holds
 enough history (its first instant is not older than the oldest frame), then every ``hop``
-stream frames.
+stream frames. A finite source that ends before it spans one window still gets one window
+(:meth:`RingBuffer.flush`): its frames spread over the whole clip, as training spreads a
+sequence shorter than a window (:func:`train.sampling.window_at`).
 
 Images are kept only for models that take RGB, as the working copies of :mod:`model.crop`; when
 a window is cut it gets the person-centred crop training used (:func:`model.crop.person_crop`:
@@ -139,6 +141,18 @@ class RingBuffer:
             self._last_emit = frame.index
         return window
 
+    def flush(self) -> Window | None:
+        """The window of a finite source that ended before any window was cut: the T instants spread
+        evenly from its first to its last frame (frames repeat, as slow motion). None when a window
+        was already cut since the last restart, or with fewer than two frames."""
+        if self._last_emit is not None or len(self._entries) < 2:
+            return None
+        timestamps = np.fromiter((e.timestamp for e in self._entries), np.float64, len(self._entries))
+        targets = np.linspace(timestamps[0], timestamps[-1], self.sampling.frames_per_window)
+        window = self._cut(_nearest(timestamps, targets))
+        self._last_emit = self._entries[-1].index
+        return window
+
     def _release_images(self, newest: float) -> None:
         """Drop the images of entries no later window can pick (an entry is nearest to an instant
         only while the next entry is later than the oldest instant), so RGB memory follows the
@@ -156,16 +170,13 @@ class RingBuffer:
         targets = timestamps[-1] - interval * np.arange(self.sampling.frames_per_window - 1, -1, -1)
         if timestamps[0] > targets[0] + 1e-6 and len(timestamps) < self.capacity:
             return None
-        if len(timestamps) == 1:
-            return np.zeros(len(targets), dtype=np.int64)
-        right = np.clip(np.searchsorted(timestamps, targets), 1, len(timestamps) - 1)
-        left = right - 1
-        nearer_left = targets - timestamps[left] <= timestamps[right] - targets
-        return np.where(nearer_left, left, right)
+        return _nearest(timestamps, targets)
 
-    def _cut(self) -> Window | None:
+    def _cut(self, positions: np.ndarray | None = None) -> Window | None:
+        """The window of the entries at ``positions`` (by default the newest window's instants)."""
         entries = self._entries
-        positions = self.sample_positions(np.fromiter((e.timestamp for e in entries), np.float64, len(entries)))
+        if positions is None:
+            positions = self.sample_positions(np.fromiter((e.timestamp for e in entries), np.float64, len(entries)))
         if positions is None:
             return None
         picked = [entries[p] for p in positions]
@@ -180,3 +191,13 @@ class RingBuffer:
             timestamps=np.array([e.timestamp for e in picked]),
             captured_at=picked[-1].captured_at,
             completed_at=time.perf_counter())
+
+
+def _nearest(timestamps: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Positions ``(T,)`` of the sorted ``timestamps`` nearest to each of ``targets``."""
+    if len(timestamps) == 1:
+        return np.zeros(len(targets), dtype=np.int64)
+    right = np.clip(np.searchsorted(timestamps, targets), 1, len(timestamps) - 1)
+    left = right - 1
+    nearer_left = targets - timestamps[left] <= timestamps[right] - targets
+    return np.where(nearer_left, left, right)

@@ -236,3 +236,12 @@ def test_an_rgb_model_gets_each_person_cropped_around_that_person():
             return super().infer(frames, keypoints)
 
     assert len(stage.infer(FramesEngine(), steps[-1])) == 2 and seen == [(2, 3, 16, 32, 32)]
+
+
+def test_a_file_shorter_than_a_window_gives_every_person_one_prediction(tmp_path):
+    engine = CountingEngine(MeanPoseEngine())
+    _, predictions, _, _ = run_pipeline(tmp_path, SyntheticSource(10, size=(480, 640), fps=FPS), engine)
+    # 1 s of video, windows of 1.5 s: one flushed window per person, in one engine call
+    assert sorted(p.track_id for p in predictions) == [1, 2, 3, 4, 5, 6]
+    assert engine.batches == [6]
+    assert {p.last_frame for p in predictions} == {9}

@@ -195,6 +195,20 @@ def test_rgb_model_gets_normalised_frames(tmp_path):
     assert all(p.state == "action" and np.isfinite(p.probabilities).all() for p in predictions)
 
 
+def test_a_file_shorter_than_a_window_still_gets_a_prediction(checkpoint_path):
+    """A 1 s clip and a 1.6 s window: one prediction over the whole clip (it used to get none)."""
+    predictions = []
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path), engine=MeanPoseEngine(), pose=FakePose(),
+                        source=SyntheticSource(30), on_prediction=predictions.append)
+    pipeline.start()
+    assert pipeline.wait(60)
+    pipeline.join()
+    assert pipeline.error is None
+    assert len(predictions) == 1 and predictions[0].state != "no_person"
+    assert np.isfinite(predictions[0].probabilities).all()
+    assert predictions[0].frame_indices[0] == 0 and predictions[0].last_frame >= 26
+
+
 def test_pose_runs_only_on_the_frames_windows_use(checkpoint_path):
     predictions = []
     pose = FakePose()

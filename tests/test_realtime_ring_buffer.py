@@ -107,3 +107,23 @@ def test_capacity_is_fixed():
     assert len(ring) == 50
     with pytest.raises(ValueError, match="hop"):
         RingBuffer(SAMPLING, hop=0)
+
+
+def test_a_clip_shorter_than_a_window_is_flushed_as_one_window_spread_over_it():
+    ring = RingBuffer(SAMPLING, hop=8)
+    assert push_stream(ring, 24, fps=30.0) == []  # 0.77 s: never spans the 1.5 s of a window
+    window = ring.flush()
+    # spread over the whole clip like a short training sequence, first to last frame, in order
+    assert window.keypoints.shape == (16, 13, 3)
+    assert window.first_frame == 0 and window.last_frame == 23
+    assert np.all(np.diff(window.frame_indices) >= 1)
+    np.testing.assert_array_equal(window.keypoints[:, 0, 0], window.frame_indices)
+    assert ring.flush() is None  # one flush window only
+
+
+def test_flush_gives_nothing_once_a_window_was_cut():
+    ring = RingBuffer(SAMPLING, hop=8)
+    assert push_stream(ring, 60, fps=30.0)
+    assert ring.flush() is None
+    ring.clear()
+    assert ring.flush() is None  # nothing buffered
