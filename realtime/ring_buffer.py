@@ -136,22 +136,28 @@ class RingBuffer:
             cut = self._last_emit is None or frame.index - self._last_emit >= self.hop
         if not cut:
             return None
-        window = self._cut()
-        if window is not None:
-            self._last_emit = frame.index
-        return window
+        positions = self.sample_positions(self._timestamps())
+        if positions is None:
+            return None
+        self._last_emit = frame.index
+        return self._cut(positions)
 
     def flush(self) -> Window | None:
-        """The window of a finite source that ended before any window was cut: the T instants spread
-        evenly from its first to its last frame (frames repeat, as slow motion). None when a window
-        was already cut since the last restart, or with fewer than two frames."""
+        """The window a finite source ends with when none was cut since the last restart: the newest
+        window when the buffer spans one (a person tracked since less than a hop), else the T
+        instants spread evenly from the first to the last frame (frames repeat, as slow motion).
+        None once a window was cut, or with fewer than two frames."""
         if self._last_emit is not None or len(self._entries) < 2:
             return None
-        timestamps = np.fromiter((e.timestamp for e in self._entries), np.float64, len(self._entries))
-        targets = np.linspace(timestamps[0], timestamps[-1], self.sampling.frames_per_window)
-        window = self._cut(_nearest(timestamps, targets))
+        timestamps = self._timestamps()
+        positions = self.sample_positions(timestamps)
+        if positions is None:  # shorter than a window
+            positions = _nearest(timestamps, np.linspace(timestamps[0], timestamps[-1], self.sampling.frames_per_window))
         self._last_emit = self._entries[-1].index
-        return window
+        return self._cut(positions)
+
+    def _timestamps(self) -> np.ndarray:
+        return np.fromiter((e.timestamp for e in self._entries), np.float64, len(self._entries))
 
     def _release_images(self, newest: float) -> None:
         """Drop the images of entries no later window can pick (an entry is nearest to an instant
@@ -172,14 +178,9 @@ class RingBuffer:
             return None
         return _nearest(timestamps, targets)
 
-    def _cut(self, positions: np.ndarray | None = None) -> Window | None:
-        """The window of the entries at ``positions`` (by default the newest window's instants)."""
-        entries = self._entries
-        if positions is None:
-            positions = self.sample_positions(np.fromiter((e.timestamp for e in entries), np.float64, len(entries)))
-        if positions is None:
-            return None
-        picked = [entries[p] for p in positions]
+    def _cut(self, positions: np.ndarray) -> Window:
+        """The window of the entries at ``positions`` ``(T,)``."""
+        picked = [self._entries[p] for p in positions]
         frames, keypoints = None, np.stack([e.keypoints for e in picked])
         if self.needs_frames:
             frames, keypoints = person_crop(np.stack([e.image for e in picked]), keypoints, self.input_size)

@@ -127,3 +127,13 @@ def test_flush_gives_nothing_once_a_window_was_cut():
     assert ring.flush() is None
     ring.clear()
     assert ring.flush() is None  # nothing buffered
+
+
+def test_flush_of_a_buffer_that_spans_a_window_but_was_never_cut_gives_the_newest_window():
+    """A person tracked since less than a hop when the file ends: their buffer spans more than a
+    window (older RGB images already released), so the flush is the regular newest window."""
+    ring = RingBuffer(SAMPLING, hop=4, needs_frames=True, input_size=(32, 32))
+    assert all(ring.push(frame(i, 30.0), keypoints(i), True, cut=False) is None for i in range(60))
+    window = ring.flush()
+    assert window.frames.shape == (3, 16, 32, 32) and window.last_frame == 59
+    assert window.timestamps[-1] - window.timestamps[0] == pytest.approx(1.5, abs=0.05)
