@@ -9,6 +9,7 @@ with ``batch_size`` (checked by the tests).
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import logging
 import math
@@ -229,17 +230,18 @@ def _write_csv(history: list[dict], path: Path) -> None:
         writer.writerows(history)
 
 
-def _distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device); initialises the process group when started by torchrun."""
+def _distributed() -> tuple[int, int, torch.device, bool]:
+    """(rank, world size, device, whether this call started the process group: torchrun's case)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     if cuda:
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
+    started = world > 1 and not dist.is_initialized()
+    if started:
         dist.init_process_group("nccl" if cuda else "gloo")
-    return (dist.get_rank() if world > 1 else 0), world, device
+    return (dist.get_rank() if world > 1 else 0), world, device, started
 
 
 def _rng_state() -> dict[str, Any]:
@@ -297,7 +299,19 @@ def train(cfg: dict[str, Any], resume: bool = False, command: str | None = None,
     of the final best.pt), which only the caller names, never a config file.
     """
     cfg = validate_config(cfg)
-    rank, world, device = _distributed()
+    rank, world, device, started = _distributed()
+    try:
+        return _train(cfg, rank, world, device, resume, command, progress, export)
+    finally:
+        if started:
+            # the DDP wrapper (in reference cycles) still holds the group: collect it, so the group's
+            # threads stop here and not in interpreter teardown, where a gloo rank aborted now and then
+            gc.collect()
+            dist.destroy_process_group()
+
+
+def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, resume: bool, command: str | None,
+           progress: bool, export: str | os.PathLike | None) -> dict[str, Any]:
     seed_everything(int(cfg["seed"]))
     out = Path(cfg["output"])
     state_path = out / STATE_FILE
