@@ -2,6 +2,7 @@
 
     python benchmarks/multi_person.py                      # 3 people, 640x480, 30 fps, 10 s
     python benchmarks/multi_person.py --num-poses 1        # the single-person path on the same clip
+    python benchmarks/multi_person.py --scene overlap      # another scene (realtime.demo.crowd.SCENES)
 
 Renders (or reuses from the cache) :func:`realtime.demo.crowd.generate_crowd_clip`: two people
 crossing in front of a third, everybody hidden for a while. Runs the whole pipeline on it (capture,
@@ -29,7 +30,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from star_har.realtime import model_checkpoint
-from star_har.realtime.demo.crowd import generate_crowd_clip
+from star_har.realtime.demo.crowd import SCENES, generate_crowd_clip
 from star_har.realtime.pipeline import Pipeline, PipelineConfig
 
 
@@ -65,9 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--engine", default="auto")
     parser.add_argument("--model", default="penn-sports")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--scene", choices=sorted(SCENES), default="crossing")
     args = parser.parse_args(argv)
 
-    clip = generate_crowd_clip(seconds=args.seconds)
+    clip = generate_crowd_clip(walkers=SCENES[args.scene], seconds=args.seconds)
     truth = clip.ground_truth()
     tracked: dict[int, list] = {}
     predictions = []
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     video_seconds = summary["frames_processed"] / clip.fps
     latency = np.array([p.window_to_prediction_ms for p in predictions])
     result = {
-        "clip": clip.video.name, "num_poses": args.num_poses, "engine": pipeline.describe()["engine"],
+        "scene": args.scene, "clip": clip.video.name, "num_poses": args.num_poses, "engine": pipeline.describe()["engine"],
         "frames": summary["frames_processed"], "pose_frames": summary["pose_frames"],
         "realtime_factor": video_seconds / (ended - first_frame_at[0][0]),
         "cpu_seconds_per_video_second": (cpu_ended - first_frame_at[0][1]) / video_seconds,

@@ -7,6 +7,9 @@ the frame's time; where the feet are; and the torso's length (people at differen
 the camera differ in size, whatever their arms and legs do). Comparing whole skeletons rather than
 boxes keeps two people apart while they cross (their boxes overlap, their joints do not
 coincide), and the velocity carries a person hidden behind another to where they reappear.
+Where people overlap MediaPipe sometimes returns one skeleton made of two of them; a recently seen
+track does not follow a skeleton that has a good part of its joints on another track's
+(:func:`borrowed_joints`): for that frame it stays where it was, unseen.
 
 Lifecycle: a track is *tentative* until it was matched ``min_hits`` times in a row (a single
 false detection never gets an id), then *confirmed*; a confirmed track that is not seen is kept
@@ -41,6 +44,9 @@ SIZE_WEIGHT = 0.5
 UNSEEN_PENALTY, UNSEEN_PENALTY_SECONDS = 0.05, 2.0
 #: How fast the skeleton's say in matching fades while a track is unseen (see :func:`match_cost`).
 POSE_MEMORY_SECONDS = 0.3
+#: A matched skeleton with at least this share of its joints on another track's (see
+#: :func:`borrowed_joints`) is taken for MediaPipe's mix of two people and not followed.
+MIXED_SHARE = 0.2
 _NO_MATCH = 1e6
 
 
@@ -137,6 +143,27 @@ def match_cost(track: Track, now: float, horizon: float, people: np.ndarray, box
     return (pose_weight * skeleton_cost + (1 - pose_weight) * feet_cost) / sizes + SIZE_WEIGHT * size_cost
 
 
+def borrowed_joints(track: Track, others: list[Track], now: float, horizon: float, person: np.ndarray) -> float:
+    """Share of ``person``'s ``(J, 3)`` confident joints that lie on another track's same joint
+    rather than on ``track``'s (after moving each by its velocity to ``now``): nearer the other's
+    than half the distance to ``track``'s, and off ``track``'s by over a tenth of its size.
+
+    Where people overlap MediaPipe sometimes returns one skeleton made of two people (a head and
+    shoulders of one, the legs of another); following it would move the track half onto the other
+    person, and it would keep the wrong person from then on.
+    """
+    confident = person[:, 2] > MIN_JOINT_CONFIDENCE
+    if not others or confident.sum() < 3:
+        return 0.0
+    own = np.linalg.norm(person[:, :2] - track.keypoints[:, :2] - track.predicted_shift(now, horizon), axis=1)
+    borrowed = np.zeros(len(person), bool)
+    for other in others:
+        seen = other.keypoints[:, 2] > MIN_JOINT_CONFIDENCE
+        theirs = np.linalg.norm(person[:, :2] - other.keypoints[:, :2] - other.predicted_shift(now, horizon), axis=1)
+        borrowed |= seen & (theirs < 0.5 * own) & (own > 0.1 * track.height)
+    return float((borrowed & confident & (track.keypoints[:, 2] > MIN_JOINT_CONFIDENCE)).sum() / confident.sum())
+
+
 class PersonTracker:
     """Keeps an id on every person across frames (see the module doc).
 
@@ -170,11 +197,19 @@ class PersonTracker:
             self.ended, self.tracks = self.confirmed(), []
         boxes, torsos = skeleton_boxes(people), torso_lengths(people, self.torso)  # once per frame
         matches = self._assign(people, boxes, torsos, timestamp)
-        matched_people = set()
+        matched_people = {index for _, index in matches}  # a mixed skeleton starts no track either
+        confirmed = self.confirmed()
+        followed = []
         for track, index in matches:
+            # a track back from hiding is compared with its old pose: far off anyway, so not checked
+            recent = timestamp - track.last_seen <= POSE_MEMORY_SECONDS
+            others = [t for t in confirmed if t is not track]
+            if not recent or borrowed_joints(track, others, timestamp, self.max_missed_seconds,
+                                             people[index]) < MIXED_SHARE:
+                followed.append((track, index))
+        for track, index in followed:  # after every check: the checks compare with the previous frame's tracks
             self._follow(track, people[index], boxes[index], float(torsos[index]), timestamp)
-            matched_people.add(index)
-        matched_tracks = {id(track) for track, _ in matches}
+        matched_tracks = {id(track) for track, _ in followed}
         kept = []
         for track in self.tracks:
             if id(track) not in matched_tracks:

@@ -116,3 +116,50 @@ def test_a_restarted_stream_ends_every_track():
     assert tracker.update(person[None], 0.0) == [] and tracker.ended == [track]  # time went back
     tracker.update(person[None], 0.1)
     assert tracker.confirmed()[0].track_id != track.track_id
+
+
+def test_a_skeleton_mixing_two_people_is_not_followed():
+    """Where two people overlap MediaPipe may return one skeleton with one person's upper body and
+    the other's legs: the track it matches stays where it was (unseen for that frame) instead of
+    moving half onto the other person, and both keep their ids afterwards."""
+    camera = crowd_camera((640, 480))
+    a_walker, b_walker = CROSSING[0], CROSSING[2]  # jumping jacks, one in front of the other
+
+    def people_at(t: float) -> np.ndarray:
+        return np.stack([penn13_from_body(camera.project(w.joints_at(t)[0])[0]) for w in (a_walker, b_walker)])
+
+    start = 40  # 4 s in: the two overlap (the front one crosses at 5 s)
+    tracker = PersonTracker("penn13")
+    for k in range(start, start + 10):
+        tracker.update(people_at(k / FPS), k / FPS)
+    a_track, b_track = sorted(tracker.confirmed(), key=lambda track: track.track_id)
+    a_before = a_track.keypoints.copy()
+    t = (start + 10) / FPS
+    a, b = people_at(t)
+    mixed = a.copy()
+    mixed[7:] = b[7:]  # penn13 joints 7-12: hips, knees and ankles of the other person
+    tracker.update(mixed[None], t)
+    assert not a_track.visible and not b_track.visible, "the mixed skeleton was followed"
+    np.testing.assert_array_equal(a_track.keypoints, a_before)
+    assert [track.track_id for track in tracker.tracks] == [a_track.track_id, b_track.track_id]  # no new track
+    for k in range(start + 11, start + 14):
+        tracks = tracker.update(people_at(k / FPS), k / FPS)
+    a_now, b_now = people_at((start + 13) / FPS)
+    by_id = {track.track_id: track for track in tracks}
+    np.testing.assert_array_equal(by_id[a_track.track_id].keypoints, a_now)
+    np.testing.assert_array_equal(by_id[b_track.track_id].keypoints, b_now)
+
+
+def test_one_persons_own_fast_movement_is_still_followed():
+    """The mixed-skeleton check must not reject a person whose arms moved far since the last
+    frame while somebody else stands close by."""
+    rng = np.random.default_rng(5)
+    body = np.concatenate([rng.uniform(0, 1, (13, 2)) * [80, 240] + [200, 100], np.ones((13, 1))], axis=1)
+    neighbour = body + [90, 0, 0]
+    tracker = PersonTracker("penn13")
+    for k in range(5):
+        tracker.update(np.stack([body, neighbour]), k * 0.1)
+    moved = body.copy()
+    moved[3:7, 0] += 60  # elbows and wrists swing 60 px towards the neighbour in 0.1 s
+    tracks = tracker.update(np.stack([moved, neighbour]), 0.5)
+    assert all(track.visible for track in tracks)

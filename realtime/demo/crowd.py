@@ -51,6 +51,19 @@ CROSSING: tuple[Walker, ...] = (
     Walker("jumping_jacks", x=0.0, z=-1.3, phase=0.5),
 )
 
+#: More scenes for the identity benchmark (``benchmarks/multi_person.py --scene``): the tracker was
+#: tuned on ``crossing`` and ``passing``; ``overlap`` was first run after that, as a check.
+SCENES: dict[str, tuple[Walker, ...]] = {
+    "crossing": CROSSING,
+    # two people passing each other, one squatting, one doing jumping jacks
+    "passing": (Walker("squat", x=-1.8, z=0.4, speed=0.36),
+                Walker("jumping_jacks", x=1.8, z=-0.5, speed=-0.36, phase=0.3)),
+    # two crossing in front of and behind a third who squats in place, slightly off centre
+    "overlap": (Walker("jumping_jacks", x=-1.4, z=-0.8, speed=0.28, phase=0.2),
+                Walker("jumping_jacks", x=1.5, z=0.5, speed=-0.3),
+                Walker("squat", x=0.3, z=-0.2, phase=1.0)),
+}
+
 
 def crowd_camera(size: tuple[int, int]) -> Camera:
     """A fixed camera 5 m in front of the scene's centre; people are about half the frame high."""
