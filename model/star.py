@@ -40,7 +40,9 @@ pose checkpoints switch them on, see ``configs/star_pose_penn.yaml``):
 * ``temporal_kernel=k``: a per-joint depth-wise temporal convolution before the first layer
   (:class:`~star_har.model.pose_features.TemporalStem`);
 * ``flip_test=True``: in eval mode the window and its mirror image are classified together and
-  their logits averaged (test-time flip, one batched call).
+  their logits averaged (test-time flip, one batched call). It takes every class to be its own
+  mirror image: not for vocabularies with left/right pairs (``swipe_left``), whose training
+  windows swap labels when flipped (``train.augment.mirror_labels``).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from train_fixtures import STANDING, make_npz_dataset, moving_skeleton, skeleton
 
 from star_har.model import TemporalSampling, get_layout
 from star_har.model.skeleton import flip_keypoints
-from star_har.train.augment import AugmentConfig, augment_keypoints
-from star_har.train.datasets.base import stratified_split
+from star_har.train.augment import AugmentConfig, augment_keypoints, mirror_labels
+from star_har.train.datasets.base import Sequence, stratified_split
 from star_har.train.datasets.clips import load_clip_folder, pose_cache_folder
 from star_har.train.datasets.npz import load_npz, load_npz_folder, save_npz
 from star_har.train.datasets.ntu import load_ntu, read_skeleton, split_of
@@ -159,6 +159,28 @@ def test_flip_swaps_left_and_right_joints():
     assert np.all(out[:, right, 1] == 10) and np.all(out[:, left, 1] != 10)
     np.testing.assert_allclose(out[:, right, 0], 200 - kps[:, left, 0])
     np.testing.assert_allclose(out[:, PENN.index("head")], kps[:, PENN.index("head")] * [-1, 1, 1] + [200, 0, 0])
+
+
+def test_mirror_labels_pair_left_with_right():
+    names = ["swipe_left", "swipe_right", "wave", "draw_circle_cw", "draw_circle_ccw", "turn_left"]
+    assert mirror_labels(names) == [1, 0, 2, 4, 3, 5]  # turn_right is no class: turn_left stays
+
+
+def test_a_flipped_training_window_takes_its_mirror_class():
+    """A swipe to the left seen in a mirror is a swipe to the right: the flipped window must say so."""
+    kps = np.concatenate((STANDING, np.ones((13, 1), np.float32)), axis=1)[None].repeat(30, axis=0)
+    kps[:, PENN.index("right_wrist"), 0] -= np.linspace(0, 60, 30)  # the right hand moves to smaller x
+    seqs = [Sequence("a", "swipe_left", kps, "penn13", 30.0, 200.0, 200.0)]
+    only_flip = AugmentConfig(flip=0.5, scale=(1, 1), aspect=0, rotation_degrees=0, shear=0, joint_offset=0,
+                              jitter=0, joint_dropout=0, point_dropout=0, frame_dropout=0, lower_body_dropout=0)
+    data = WindowDataset(seqs, ["swipe_left", "swipe_right"], "penn13", TemporalSampling(), only_flip, repeats=20)
+    labels = [int(data[i]["label"]) for i in range(len(data))]
+    assert set(labels) == {0, 1}
+    for i, label in enumerate(labels):
+        x = data[i]["keypoints"][..., 0].numpy()
+        # unflipped: the right hand moves left; flipped (swipe_right): the mirrored hand, now the left one, moves right
+        hand = PENN.index("left_wrist") if label == 1 else PENN.index("right_wrist")
+        assert (x[-1, hand] - x[0, hand] > 0) == (label == 1), (i, label)
 
 
 def test_augmentation_keeps_invisible_joints_invisible_and_moves_the_rest():

@@ -22,7 +22,7 @@ from star_har.errors import InvalidInputError
 from star_har.model import Checkpoint, TemporalSampling, convert_keypoints
 from star_har.model.checkpoint import DEFAULT_INPUT_SIZE
 from star_har.model.crop import person_crop, working_frame
-from star_har.train.augment import AugmentConfig, augment_keypoints
+from star_har.train.augment import AugmentConfig, augment_keypoints, mirror_labels
 from star_har.train.camera import CameraRanges, render_window
 from star_har.train.datasets.base import Sequence
 from star_har.train.sampling import evaluation_windows, random_window
@@ -94,6 +94,7 @@ class WindowDataset(Dataset):
                          for s in sequences]
         self.cameras = cameras
         self.labels = [index[s.label] for s in sequences]
+        self.mirror = mirror_labels(class_names)
         self.layout, self.sampling, self.augment = layout, sampling, augment
         self.modality, self.image_size, self.seed = modality, image_size, seed
         self.repeats = repeats
@@ -128,7 +129,8 @@ class WindowDataset(Dataset):
             seq_index, indices = self.windows[item]
             seq, rng, flip = self.sequences[seq_index], None, False
         keypoints = self.keypoints[seq_index][indices]
-        out = {"label": torch.tensor(self.labels[seq_index]), "sequence": torch.tensor(seq_index)}
+        label = self.labels[seq_index]
+        out = {"label": torch.tensor(self.mirror[label] if flip else label), "sequence": torch.tensor(seq_index)}
         if self.modality == "rgb+pose":
             size = (self.image_size, self.image_size)
             work = [working_frame(image, kp, size) for image, kp in zip(read_frames(seq.frames, indices), keypoints)]
