@@ -113,6 +113,10 @@ class Track:
         """Where the velocity moves the track by ``now`` (at most ``horizon`` s ahead)."""
         return self.velocity * min(now - self.last_seen, horizon)
 
+    def predicted_joints(self, now: float, horizon: float) -> np.ndarray:
+        """``(J, 2)`` the last matched joints moved by :meth:`predicted_shift`."""
+        return self.keypoints[:, :2] + self.predicted_shift(now, horizon)
+
 
 def match_cost(track: Track, now: float, horizon: float, people: np.ndarray, boxes: np.ndarray,
                torsos: np.ndarray) -> np.ndarray:
@@ -128,7 +132,7 @@ def match_cost(track: Track, now: float, horizon: float, people: np.ndarray, box
     the absolute log ratio (nothing where either is unknown).
     """
     shift = track.predicted_shift(now, horizon)
-    moved = track.keypoints[:, :2] + shift
+    moved = track.predicted_joints(now, horizon)
     both = (track.keypoints[:, 2] > MIN_JOINT_CONFIDENCE) & (people[..., 2] > MIN_JOINT_CONFIDENCE)
     shared = both.sum(axis=1)
     joint_cost = (np.linalg.norm(people[..., :2] - moved, axis=-1) * both).sum(axis=1) / np.maximum(shared, 1)
@@ -155,11 +159,11 @@ def borrowed_joints(track: Track, others: list[Track], now: float, horizon: floa
     confident = person[:, 2] > MIN_JOINT_CONFIDENCE
     if not others or confident.sum() < 3:
         return 0.0
-    own = np.linalg.norm(person[:, :2] - track.keypoints[:, :2] - track.predicted_shift(now, horizon), axis=1)
+    own = np.linalg.norm(person[:, :2] - track.predicted_joints(now, horizon), axis=1)
     borrowed = np.zeros(len(person), bool)
     for other in others:
         seen = other.keypoints[:, 2] > MIN_JOINT_CONFIDENCE
-        theirs = np.linalg.norm(person[:, :2] - other.keypoints[:, :2] - other.predicted_shift(now, horizon), axis=1)
+        theirs = np.linalg.norm(person[:, :2] - other.predicted_joints(now, horizon), axis=1)
         borrowed |= seen & (theirs < 0.5 * own) & (own > 0.1 * track.height)
     return float((borrowed & confident & (track.keypoints[:, 2] > MIN_JOINT_CONFIDENCE)).sum() / confident.sum())
 
