@@ -77,6 +77,7 @@ MODELS = (
     # the shipped checkpoint (its own size), then the architecture defaults
     BenchModel("star-pose", "star", None, None),
     BenchModel("star-pose256", "star", {"modality": "pose"}, None),
+    BenchModel("star-rgb64", "star", {"modality": "rgb+pose"}, 64),
     BenchModel("star-rgb112", "star", {"modality": "rgb+pose"}, 112),
     BenchModel("star-rgb224", "star", {"modality": "rgb+pose"}, 224),
     BenchModel("deformable112", "deformable", {"modality": "rgb+pose"}, 112),
@@ -175,7 +176,7 @@ def engine_variants(device: str, engines: list[str] | None, compile: bool) -> li
 
 def bench_latency(models: list[BenchModel], device: str, fp16: bool, compile: bool, engines: list[str] | None,
                   repeats: int, warmup: int, frames_per_window: int, cache_dir: Path,
-                  threads: int | None = None) -> list[LatencyRow]:
+                  threads: int | None = None, bf16: bool = False) -> list[LatencyRow]:
     rows = []
     variants = engine_variants(device, engines, compile)
     progress = tqdm(total=len(models) * len(variants), desc="bench", unit="run", leave=False)
@@ -188,12 +189,13 @@ def bench_latency(models: list[BenchModel], device: str, fp16: bool, compile: bo
         for name, compiled in variants:
             progress.set_postfix_str(f"{bench_model.key} {name}{'-compile' if compiled else ''}")
             row = LatencyRow(bench_model.key, name + ("-compile" if compiled else ""), device,
-                             "fp16" if fp16 else "fp32", shape, weights, round(params, 3), round(gflops, 3))
+                             "fp16" if fp16 else "bf16" if bf16 else "fp32", shape, weights, round(params, 3),
+                             round(gflops, 3))
             try:
                 # setup: ONNX export / TensorRT build when uncached, torch.compile, warm-up calls
                 start = time.perf_counter()
                 engine = create_engine(checkpoint, name, device, fp16=fp16, compile=compiled,
-                                       cache_dir=cache_dir, threads=threads)
+                                       cache_dir=cache_dir, threads=threads, bf16=bf16)
                 engine.warmup(iterations=warmup)
                 row.setup_s = time.perf_counter() - start
                 times = time_engine(engine, spec, repeats)
@@ -209,7 +211,7 @@ def bench_latency(models: list[BenchModel], device: str, fp16: bool, compile: bo
 
 
 def bench_pipeline(video: Path, checkpoint: Checkpoint, engine_name: str, device: str, fp16: bool,
-                   pose_model: str | None, cache_dir: Path, hop_seconds: float) -> PipelineRow:
+                   pose_model: str | None, cache_dir: Path, hop_seconds: float, bf16: bool = False) -> PipelineRow:
     """Run the real-time pipeline over ``video`` as fast as possible (every frame, no pacing)."""
     import cv2
 
@@ -218,10 +220,10 @@ def bench_pipeline(video: Path, checkpoint: Checkpoint, engine_name: str, device
     capture = cv2.VideoCapture(str(video))
     fps, frame_count = capture.get(cv2.CAP_PROP_FPS) or 30.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     capture.release()
-    engine = create_engine(checkpoint, engine_name, device, fp16=fp16, cache_dir=cache_dir)
+    engine = create_engine(checkpoint, engine_name, device, fp16=fp16, cache_dir=cache_dir, bf16=bf16)
     engine.warmup()
     delays: list[float] = []
-    config = PipelineConfig(source=str(video), engine=engine.name, device=device, fp16=fp16,
+    config = PipelineConfig(source=str(video), engine=engine.name, device=device, fp16=fp16, bf16=bf16,
                             hop_seconds=hop_seconds, pose_model=pose_model)
     pipeline = Pipeline(config, engine=engine, checkpoint=checkpoint,
                         on_prediction=lambda prediction: delays.append(prediction.window_to_prediction_ms))
@@ -301,25 +303,27 @@ def run_bench(models: list[str] | None = None, engines: list[str] | None = None,
               fp16: bool = False, compile: bool = False, repeats: int = 20, warmup: int = 3,
               frames_per_window: int = 16, threads: int | None = None, video: Path | None = None,
               pose_model: str | None = None, hop_seconds: float = PipelineConfig.default("hop_seconds"),
-              cache_dir: Path | None = None) -> BenchReport:
+              cache_dir: Path | None = None, bf16: bool = False,
+              pipeline_model: str = "star-pose") -> BenchReport:
     """Run the benchmark (see the module doc) and return its report."""
     if threads:
         torch.set_num_threads(threads)
     device = resolve_device(device)
     report = BenchReport(environment(device, torch.get_num_threads()))
     chosen = bench_models(models)
+    piped = bench_models([pipeline_model])[0] if video is not None else None  # a bad name fails first
     with tempfile.TemporaryDirectory(prefix="star-har-bench-") as scratch:
         # A fresh cache by default, so that setup_s includes the ONNX export / engine build.
         cache = Path(cache_dir) if cache_dir else Path(scratch)
         report.latency = bench_latency(chosen, device, fp16, compile, engines, repeats, warmup,
-                                       frames_per_window, cache, threads)
-        if video is not None:
-            checkpoint, weights = MODELS[0].checkpoint(frames_per_window)
+                                       frames_per_window, cache, threads, bf16)
+        if piped is not None:
+            checkpoint, weights = piped.checkpoint(frames_per_window)
             for name, _ in engine_variants(device, engines, compile=False):
                 try:
                     report.pipeline.append(bench_pipeline(Path(video), checkpoint, name, device, fp16,
-                                                          pose_model, cache, hop_seconds))
+                                                          pose_model, cache, hop_seconds, bf16))
                 except (EngineUnavailable, ValueError) as exc:  # e.g. fp16 without ORT's TensorRT provider
                     report.notes.append(f"pipeline with {name}: {exc}")
-            report.notes.append(f"pipeline rows: star-pose ({weights}), a prediction every {hop_seconds:g} s")
+            report.notes.append(f"pipeline rows: {pipeline_model} ({weights}), a prediction every {hop_seconds:g} s")
     return report

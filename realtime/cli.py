@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="write one JSON record per prediction ('-' = stdout; schema in README)")
     parser.add_argument("--save-video", metavar="OUT.mp4", help="write the annotated video (.mp4 or .avi)")
     parser.add_argument("--overwrite", action="store_true", help="replace --output / --save-video files that exist")
-    add_pipeline_options(parser, "--engine", "--device", "--fp16", "--hop-seconds", "--threshold", "--smoothing",
+    add_pipeline_options(parser, "--engine", "--device", "--fp16", "--bf16", "--hop-seconds", "--threshold", "--smoothing",
                          "--top-k", "--pose-model", "--num-poses", "--max-people", "--importance", "--pose-every-frame", "--max-frames",
                          "--realtime-pace", "--fps")
     parser.add_argument("-q", "--quiet", action="store_true",

@@ -29,6 +29,7 @@ class PipelineConfig:
     engine: str = "auto"
     device: str = "auto"
     fp16: bool = False
+    bf16: bool = False  # bfloat16 autocast, torch engine (RGB models on a CPU with AVX-512 BF16)
     # 0.3 s: a whole number of the shipped penn-sports model's 0.15 s window steps, so pose runs on the fewest frames
     hop_seconds: float = 0.3
     threshold: float | None = None  # None: the checkpoint's calibrated open-set threshold, else 0.5

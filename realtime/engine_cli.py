@@ -59,11 +59,12 @@ def bench_command(args: argparse.Namespace) -> int:
         report = run_bench(models=models, engines=args.engines, device=args.device, fp16=args.fp16,
                            compile=args.compile, repeats=repeats, warmup=args.warmup,
                            frames_per_window=args.frames, threads=args.threads, video=args.video,
-                           pose_model=args.pose_model, hop_seconds=args.hop_seconds, cache_dir=args.cache_dir)
+                           pose_model=args.pose_model, hop_seconds=args.hop_seconds, cache_dir=args.cache_dir,
+                           bf16=args.bf16, pipeline_model=args.pipeline_model)
     except EngineUnavailable as exc:
         raise UserError(str(exc)) from None
     print(render_markdown(report))
-    stem = f"bench-{report.environment['device']}" + ("-fp16" if args.fp16 else "")
+    stem = f"bench-{report.environment['device']}" + ("-fp16" if args.fp16 else "-bf16" if args.bf16 else "")
     for path in write_report(report, Path(args.output_dir), stem):
         log.info("wrote %s", path)
     return 0
@@ -97,11 +98,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="GPU: star-har bench --device cuda --fp16 --compile")
     bench.add_argument("--models", nargs="+", metavar="MODEL",
                        help="configurations to run (default all registered: star-pose, star-pose256, "
-                            "star-rgb112, star-rgb224, deformable112, deformable224)")
+                            "star-rgb64, star-rgb112, star-rgb224, deformable112, deformable224)")
     bench.add_argument("--engines", nargs="+", choices=engine_names(),
                        help="engines to run (default: all available on the device)")
     bench.add_argument("--device", default="auto", choices=DEVICES, help="default: cuda when available")
     bench.add_argument("--fp16", action="store_true", help="half precision (CUDA)")
+    bench.add_argument("--bf16", action="store_true",
+                       help="bfloat16 autocast (torch engine; other engines' rows say why they did not run)")
     bench.add_argument("--compile", action="store_true", help="also time the torch engine under torch.compile")
     bench.add_argument("--repeats", type=positive_int, default=20, help="timed calls per engine (median reported)")
     bench.add_argument("--warmup", type=positive_int, default=3, help="untimed calls first")
@@ -111,6 +114,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--quick", action="store_true",
                        help="star-pose and star-rgb112 only, at most 5 repeats")
     bench.add_argument("--video", help="also measure the whole pipeline on this video file")
+    bench.add_argument("--pipeline-model", default="star-pose", metavar="MODEL",
+                       help="the configuration the --video pipeline runs (default star-pose, the shipped "
+                            "penn-sports checkpoint; e.g. star-rgb64 for the RGB stream)")
     add_pipeline_options(bench, "--pose-model", "--hop-seconds")
     bench.add_argument("--cache-dir", type=Path,
                        help="reuse ONNX exports / TensorRT engines from here (default: a fresh temporary "

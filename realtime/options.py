@@ -37,6 +37,9 @@ OPTIONS: dict[str, tuple[str, dict]] = {
                                 help="inference engine (auto: the fastest available here)")),
     "--device": ("device", dict(default=default("device"), choices=DEVICES, help="inference device")),
     "--fp16": ("fp16", dict(action="store_true", help="half precision (engines that support it, on CUDA)")),
+    "--bf16": ("bf16", dict(action="store_true", help="bfloat16 autocast in the torch engine: about 40 %% faster "
+                                                     "RGB models on a CPU with AVX-512 BF16 (logits move by "
+                                                     "~0.005)")),
     "--hop-seconds": ("hop_seconds", dict(type=positive_float, default=default("hop_seconds"), metavar="S",
                                           help="seconds between two predictions (converted to frames at the "
                                                "stream's frame rate)")),

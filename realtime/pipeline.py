@@ -176,7 +176,7 @@ class Pipeline:
         from star_har.realtime.engines import create_engine
 
         engine = create_engine(self.checkpoint, engine=self.config.engine, device=self.config.device,
-                               fp16=self.config.fp16)
+                               fp16=self.config.fp16, bf16=self.config.bf16)
         engine.warmup()  # lazy initialisation must not land on the first window
         return engine
 

@@ -43,6 +43,11 @@ def test_auto_selection(device, compile, needs_frames, libraries, expected):
     assert select_engine(device, compile, needs_frames, importable(*libraries)) == expected
 
 
+def test_bf16_means_the_torch_engine():
+    assert select_engine("cpu", needs_frames=False, importable=importable("torch", "onnxruntime"), bf16=True) == "torch"
+    assert select_engine("cuda", needs_frames=True, importable=importable("torch", "tensorrt"), bf16=True) == "torch"
+
+
 def test_device_resolution_without_gpu(pose_checkpoint, monkeypatch):
     monkeypatch.setattr("star_har.realtime.engines.factory.cuda_available", lambda: False)
     assert resolve_device("auto") == "cpu"
@@ -60,6 +65,10 @@ def test_bad_combinations_are_clear_errors(pose_checkpoint, monkeypatch):
         create_engine(pose_checkpoint, "openvino", "cpu")
     with pytest.raises(ValueError, match="device must be"):
         create_engine(pose_checkpoint, "torch", "tpu")
+    with pytest.raises(ValueError, match="--bf16 is a torch engine feature"):
+        create_engine(pose_checkpoint, "onnxruntime", "cpu", bf16=True)
+    with pytest.raises(ValueError, match="one of --fp16 and --bf16"):
+        create_engine(pose_checkpoint, "torch", "cuda" if torch.cuda.is_available() else "cpu", fp16=True, bf16=True)
 
 
 def test_tensorrt_missing_is_a_clear_error(pose_checkpoint, monkeypatch, tmp_path):
@@ -94,6 +103,19 @@ def test_torch_engine_matches_the_model(rgb_checkpoint):
     np.testing.assert_allclose(importance, out.frame_importance.numpy(), atol=1e-6)
     assert logits.dtype == importance.dtype == novelty.dtype == np.float32 and novelty.shape == (1,)
     assert engine.class_names == tuple(CLASS_NAMES)
+
+
+def test_bf16_autocast_stays_close_to_fp32(rgb_checkpoint):
+    """bf16 runs the convolutions and matmuls in bfloat16 (the probabilities barely move) and
+    still returns fp32 arrays."""
+    fp32 = create_engine(rgb_checkpoint, "torch", "cpu")
+    bf16 = create_engine(rgb_checkpoint, "torch", "cpu", bf16=True)
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    frames, keypoints = fp32.spec.example_inputs(batch=2)
+    exact, approximate = fp32.infer(frames, keypoints), bf16.infer(frames, keypoints)
+    assert approximate.logits.dtype == np.float32 and not np.array_equal(exact.logits, approximate.logits)
+    probabilities = [torch.from_numpy(s.logits).softmax(-1).numpy() for s in (exact, approximate)]
+    np.testing.assert_allclose(*probabilities, atol=0.02)
 
 
 def test_inputs_are_validated(pose_checkpoint, rgb_checkpoint):
@@ -141,6 +163,16 @@ def test_bench_writes_tables(tmp_path, monkeypatch):
     assert f"| star-pose | {row.weights} | torch |" in (tmp_path / "bench-cpu.md").read_text()
     with pytest.raises(ValueError, match="unknown bench model"):
         run_bench(models=["resnet"], engines=["torch"])
+    with pytest.raises(ValueError, match="unknown bench model.* nope"):  # before any latency run
+        run_bench(models=["star-pose"], engines=["torch"], video=tmp_path / "clip.mp4", pipeline_model="nope")
+
+
+def test_bench_rows_in_bf16(monkeypatch):
+    monkeypatch.setattr("star_har.realtime.engines.factory.cuda_available", lambda: False)
+    report = run_bench(models=["star-rgb64"], engines=["torch", "onnxruntime"], repeats=1, warmup=1, bf16=True)
+    torch_row, onnx_row = report.latency
+    assert (torch_row.precision, torch_row.median_ms > 0, torch_row.note) == ("bf16", True, "")
+    assert "--bf16 is a torch engine feature" in onnx_row.note
 
 
 def test_bench_star_pose_is_the_shipped_model():

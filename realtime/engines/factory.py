@@ -12,7 +12,7 @@ import os
 from star_har.errors import InvalidInputError
 from star_har.model.checkpoint import Checkpoint
 from star_har.realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec, default_cache_dir
-from star_har.realtime.engines.table import DEVICES, auto_engine, check_fp16, engine_importable, engine_info
+from star_har.realtime.engines.table import DEVICES, auto_engine, check_bf16, check_fp16, engine_importable, engine_info
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +34,21 @@ def resolve_device(device: str) -> str:
 
 
 def select_engine(device: str, compile: bool = False, needs_frames: bool = False,
-                  importable=engine_importable) -> str:
+                  importable=engine_importable, bf16: bool = False) -> str:
     """The engine ``create_engine(engine="auto")`` uses on a resolved ``device`` (see the table)."""
-    return auto_engine(device, needs_frames, compile, importable)
+    return auto_engine(device, needs_frames, compile, importable, bf16)
 
 
 def create_engine(checkpoint: Checkpoint, engine: str = "auto", device: str = "auto", fp16: bool = False,
                   compile: bool = False, cache_dir: str | os.PathLike | None = None,
                   input_size: tuple[int, int] | None = None, max_batch: int = 8,
-                  threads: int | None = None) -> InferenceEngine:
+                  threads: int | None = None, bf16: bool = False) -> InferenceEngine:
     """An inference engine for ``checkpoint``.
 
     engine: ``"auto"`` (see module doc), ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
     device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     fp16: half precision (CUDA only). compile: ``torch.compile`` (torch engine only).
+    bf16: bfloat16 autocast (torch engine only; on CPU it needs AVX-512 BF16 or AMX to be faster).
     cache_dir: where ONNX exports and TensorRT engines are cached (default
         ``~/.cache/star-har/engines``, ``$STAR_HAR_CACHE`` overrides).
     input_size: (H, W) frames for RGB models (default: the checkpoint's, else 112 x 112).
@@ -58,15 +59,16 @@ def create_engine(checkpoint: Checkpoint, engine: str = "auto", device: str = "a
     spec = ModelSpec.from_checkpoint(checkpoint, input_size)
     device = resolve_device(device)
     if engine == "auto":
-        engine = select_engine(device, compile, spec.needs_frames)
+        engine = select_engine(device, compile, spec.needs_frames, bf16=bf16)
     if compile and engine != "torch":
         raise InvalidInputError(f"--compile applies to the torch engine, not {engine}")
+    check_bf16(engine, fp16, bf16)
     check_fp16(device, fp16)
-    log.info("inference engine: %s on %s (%s)", engine, device, "fp16" if fp16 else "fp32")
+    log.info("inference engine: %s on %s (%s)", engine, device, "fp16" if fp16 else "bf16" if bf16 else "fp32")
     if engine == "torch":
         from star_har.realtime.engines.torch_engine import TorchEngine
 
-        return TorchEngine(checkpoint.build(), spec, device=device, fp16=fp16, compile=compile)
+        return TorchEngine(checkpoint.build(), spec, device=device, fp16=fp16, compile=compile, bf16=bf16)
     if engine == "tensorrt":
         from star_har.realtime.engines.tensorrt_engine import import_tensorrt
 

@@ -11,6 +11,8 @@ Automatic choice (measured with ``star-har bench``, see README):
   first use exports the checkpoint to ONNX (about 30 s on 2 cores), cached by model fingerprint.
 * CPU, RGB models: ``torch``. Their time goes into the 3-D CNN backbone, where PyTorch's
   convolutions were 15-25 % faster than ONNX Runtime's on the same quiet machine.
+* ``bf16`` (bfloat16 autocast, about 40 % off an RGB window on a CPU with AVX-512 BF16) and
+  ``compile`` exist only in ``torch``, so asking for them makes ``auto`` mean ``torch``.
 """
 
 from __future__ import annotations
@@ -67,9 +69,10 @@ def engine_importable(name: str) -> bool:
     return importlib.util.find_spec(engine_info(name).library) is not None
 
 
-def auto_engine(device: str, needs_frames: bool, compile: bool = False, importable=engine_importable) -> str:
-    """The engine ``auto`` means on a resolved ``device`` (``compile`` is a torch feature)."""
-    if compile:
+def auto_engine(device: str, needs_frames: bool, compile: bool = False, importable=engine_importable,
+                bf16: bool = False) -> str:
+    """The engine ``auto`` means on a resolved ``device`` (``compile`` and ``bf16`` are torch features)."""
+    if compile or bf16:
         return "torch"
     return next(name for name in AUTO_ORDER[(device, needs_frames)] if name == "torch" or importable(name))
 
@@ -83,3 +86,11 @@ def check_fp16(device: str, fp16: bool) -> None:
     """Refuse half precision off CUDA, before anything is loaded."""
     if fp16 and device != "cuda":
         raise InvalidInputError("fp16 needs a CUDA device")
+
+
+def check_bf16(engine: str, fp16: bool, bf16: bool) -> None:
+    """bfloat16 autocast is the torch engine's (ONNX Runtime and TensorRT run the fp32/fp16 graph)."""
+    if bf16 and fp16:
+        raise InvalidInputError("choose one of --fp16 and --bf16")
+    if bf16 and engine != "torch":
+        raise InvalidInputError(f"--bf16 is a torch engine feature, not {engine}'s: use --engine torch")

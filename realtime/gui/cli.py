@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Keys: Ctrl+Enter start, Space pause, Esc stop, Ctrl+O open file, Ctrl+R record, "
                     "Ctrl+Q quit.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_pipeline_options(gui, "--source", "--checkpoint", "--engine", "--device", "--fp16", "--hop-seconds",
+    add_pipeline_options(gui, "--source", "--checkpoint", "--engine", "--device", "--fp16", "--bf16", "--hop-seconds",
                          "--threshold", "--smoothing", "--top-k", "--pose-model", "--num-poses", "--max-people", "--importance",
                          source={"default": None,
                                  "help": "start at once with this webcam index, video file, URL or folder"})
