@@ -278,3 +278,44 @@ def test_fine_tuning_into_another_joint_layout_carries_each_joints_weights(npz_d
     # the data follow: Penn-layout sequences are converted to the new layout for training
     train(cfg, progress=False, export=tmp_path / "body16.pt")
     assert load_checkpoint(tmp_path / "body16.pt").joint_layout == "body16"
+
+
+def test_a_pose_model_grows_an_rgb_stream_with_init_modality(npz_data, tmp_path):
+    """init_modality rgb+pose: the transformer, kinematics and head start from the pose model; the
+    CNN and what reads it (grid and joint-map projections, the third class token) are new."""
+    from star_har.model import TemporalSampling, build_model, save_checkpoint
+    from star_har.train.engine import build_network
+
+    settings = {k: v for k, v in TINY.items() if k != "name"}
+    net = build_model("star", 3, **settings)
+    save_checkpoint(tmp_path / "pose.pt", net, model_name="star", class_names=["arms_up", "squat", "wave"],
+                    joint_layout="penn13", sampling=TemporalSampling(16, 1.0))
+    cfg = tiny_config(npz_data, tmp_path / "ft", init=str(tmp_path / "pose.pt"), init_modality="rgb+pose")
+    grown, _, _ = build_network(cfg, ["arms_up", "squat", "wave"])
+    assert grown.hparams["modality"] == "rgb+pose" and grown.backbone is not None
+    old, new = net.state_dict(), grown.state_dict()
+    shared = {k for k in new if k in old and new[k].shape == old[k].shape}
+    assert any(k.startswith("layers.") for k in shared) and all(torch.equal(new[k], old[k]) for k in shared)
+    assert not any(k.startswith(("backbone.", "grid_proj.")) for k in shared)
+    cfg.pop("init_modality")
+    assert build_network(cfg, ["a"])[0].hparams["modality"] == "pose"  # without it the checkpoint's own
+
+
+def test_mixed_precision_of_a_run():
+    from star_har.train.engine import autocast_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_dtype({"amp": True, "cpu_bf16": False}, cpu) is None  # amp is CUDA's fp16
+    assert autocast_dtype({"amp": True, "cpu_bf16": True}, cpu) == torch.bfloat16
+    assert autocast_dtype({"amp": True, "cpu_bf16": True}, cuda) == torch.float16
+    assert autocast_dtype({"amp": False, "cpu_bf16": True}, cuda) is None
+
+
+def test_a_bf16_run_on_cpu_trains_and_saves_fp32_weights(npz_data, tmp_path):
+    from star_har.model import load_checkpoint
+
+    summary = train(tiny_config(npz_data, tmp_path / "bf16", epochs=1, cpu_bf16=True), progress=False,
+                    export=tmp_path / "bf16.pt")
+    assert np.isfinite(summary["best"]["train_loss"])
+    assert all(v.dtype == torch.float32 for v in load_checkpoint(tmp_path / "bf16.pt").state_dict.values()
+               if v.is_floating_point())

@@ -93,7 +93,8 @@ class TrainConfig(_Section):
     batch_size: int = Field(32, ge=1)              # global: split over processes under torchrun
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0)     # max gradient norm; null disables clipping
-    amp: bool = True                               # mixed precision, used on CUDA only
+    amp: bool = True                               # fp16 mixed precision, used on CUDA only
+    cpu_bf16: bool = False                         # bf16 autocast on a CPU (AVX-512 BF16): RGB models ~40 % faster
     num_workers: int = Field(0, ge=0)
     time_limit_minutes: float | None = Field(None, gt=0)   # stop after the epoch that would overrun it
     data: DataConfig = DataConfig()
@@ -102,12 +103,13 @@ class TrainConfig(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     augment: dict[str, Any] = {}                   # AugmentConfig fields
     init: PathStr | None = None                    # checkpoint to fine-tune from (head replaced if classes differ)
+    init_modality: Literal["pose", "rgb+pose"] | None = None  # with init: change its modality (pose -> rgb+pose)
     freeze_backbone: bool = False                  # with init: train only the classification head
 
 
 DEFAULTS: dict[str, Any] = TrainConfig().model_dump()
 #: Keys whose change does not break ``--resume`` (a longer run, another time budget or loader).
-RESUMABLE_CHANGES = ("epochs", "time_limit_minutes", "num_workers")
+RESUMABLE_CHANGES = ("epochs", "time_limit_minutes", "num_workers", "cpu_bf16")
 
 
 def _field_schema(name: str, hints: dict[str, Any], defaults: dict[str, Any],

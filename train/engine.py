@@ -125,6 +125,12 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         hparams = {k: v for k, v in ck.hparams.items()
                    if k not in ("backbone_weights", "importance_head", "novelty_head")}
         layout = cfg["model"].get("layout", ck.joint_layout)  # the one model key read with init
+        if cfg.get("init_modality"):
+            # e.g. a pose model grows an RGB stream: the transformer starts from the pose model, the
+            # CNN and the tensors that read it are new (the log lists them)
+            if "modality" not in hparams:
+                raise InvalidInputError(f"--init {cfg['init']}: a {ck.model_name} model has no modality to change")
+            hparams["modality"] = cfg["init_modality"]
         if layout != ck.joint_layout:
             if "layout" not in hparams:
                 raise InvalidInputError(f"--init {cfg['init']}: a {ck.model_name} model cannot change its joint layout")
@@ -177,17 +183,25 @@ def model_name_of(cfg: dict[str, Any]) -> str:
     return load_checkpoint(cfg["init"]).model_name if cfg.get("init") else cfg["model"]["name"]
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast("cuda", dtype=torch.float16) if enabled and device.type == "cuda" else nullcontext()
+def autocast_dtype(cfg: dict[str, Any], device: torch.device) -> torch.dtype | None:
+    """Mixed precision of a run: fp16 on CUDA (``amp``), bf16 on a CPU (``cpu_bf16``), else None."""
+    if device.type == "cuda":
+        return torch.float16 if cfg["amp"] else None
+    return torch.bfloat16 if cfg.get("cpu_bf16") else None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 @torch.no_grad()
 def window_outputs(net: nn.Module, dataset: WindowDataset, batch_size: int, device: torch.device,
-                   amp: bool = False, progress: bool = True, features: bool = False) -> dict[str, np.ndarray]:
+                   autocast: torch.dtype | None = None, progress: bool = True,
+                   features: bool = False) -> dict[str, np.ndarray]:
     """Every window of ``dataset`` through ``net``: ``logits`` ``(N, K)``, ``novelty`` ``(N,)``,
     ``labels`` ``(N,)``, ``sequences`` ``(N,)`` (index of each window's sequence) and, with
     ``features``, what the classification head reads ``(N, D)`` (the model's ``head`` input; with
-    test-time flip, that of the window as it is)."""
+    test-time flip, that of the window as it is); ``autocast``: mixed precision (None: fp32)."""
     net.eval()
     keys = ("logits", "novelty", "labels", "sequences") + (("features",) if features else ())
     out: dict[str, list[np.ndarray]] = {key: [] for key in keys}
@@ -197,7 +211,7 @@ def window_outputs(net: nn.Module, dataset: WindowDataset, batch_size: int, devi
     try:
         for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
             frames = batch["frames"].to(device) if "frames" in batch else None
-            with _autocast(device, amp):
+            with _autocast(device, autocast):
                 result = net(frames, batch["keypoints"].to(device))
             out["logits"].append(result.logits.float().cpu().numpy())
             out["novelty"].append(result.novelty.float().cpu().numpy())
@@ -216,9 +230,10 @@ def window_outputs(net: nn.Module, dataset: WindowDataset, batch_size: int, devi
 
 
 def predict_windows(net: nn.Module, dataset: WindowDataset, batch_size: int, device: torch.device,
-                    amp: bool = False, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    autocast: torch.dtype | None = None,
+                    progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits ``(N, K)``, labels ``(N,)`` and sequence indices ``(N,)`` of every window of ``dataset``."""
-    out = window_outputs(net, dataset, batch_size, device, amp, progress)
+    out = window_outputs(net, dataset, batch_size, device, autocast, progress)
     return out["logits"], out["labels"], out["sequences"]
 
 
@@ -335,8 +350,8 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
     optimizer = build_optimizer(params, cfg["optim"])
     epochs = int(cfg["epochs"])
     scheduler = build_scheduler(optimizer, cfg["schedule"], epochs, len(sampler))
-    amp = bool(cfg["amp"]) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    autocast = autocast_dtype(cfg, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast == torch.float16)  # bf16 needs no loss scaling
     model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
     num_params = sum(p.numel() for p in net.parameters())
 
@@ -372,7 +387,7 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
         for batch in bar:
             keypoints, labels = batch["keypoints"].to(device), batch["label"].to(device)
             frames = batch["frames"].to(device) if "frames" in batch else None
-            with _autocast(device, amp):
+            with _autocast(device, autocast):
                 logits = model(frames, keypoints).logits
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=float(cfg["label_smoothing"]))
             optimizer.zero_grad(set_to_none=True)
@@ -392,7 +407,7 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
                   "train_loss": float(totals[0] / totals[2]), "train_acc": float(totals[1] / totals[2])}
         stop = torch.zeros(1)
         if rank == 0:
-            record.update(_validate(net, val_set, class_names, cfg, device, amp, progress))
+            record.update(_validate(net, val_set, class_names, cfg, device, autocast, progress))
             elapsed += time.time() - tic  # wall time of the epoch, validation included
             record["time_s"] = round(elapsed, 1)
             history.append(record)
@@ -425,10 +440,10 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
 
 
 def _validate(net: nn.Module, val_set: WindowDataset, class_names: list[str], cfg: dict[str, Any],
-              device: torch.device, amp: bool, progress: bool) -> dict[str, Any]:
+              device: torch.device, autocast: torch.dtype | None, progress: bool) -> dict[str, Any]:
     if len(val_set) == 0:
         return {}
-    scores, labels, sequences = predict_windows(net, val_set, int(cfg["batch_size"]), device, amp, progress)
+    scores, labels, sequences = predict_windows(net, val_set, int(cfg["batch_size"]), device, autocast, progress)
     report = summarize(scores, labels, sequences, class_names)
     loss = F.cross_entropy(torch.from_numpy(scores), torch.from_numpy(labels)).item()
     return {"val_loss": loss, "val_window_top1": report["all_windows_top1"],
