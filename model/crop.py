@@ -1,11 +1,14 @@
 """The RGB stream's person-centred crop, in one place for training windows and the live ring buffer.
 
 People can be small in the frame (about a third of its height in BIISC), so the RGB stream sees a
-crop around the person instead of the whole frame. One box per window, from the visible joints of
-all its frames (so the crop is stable over the window and motion stays motion), grown by a margin,
-given the model's aspect ratio, shifted inside the frame where it fits and padded with the
-Kinetics mean colour (0 after normalisation) where it does not. The crop is resized to the model's
-input size and the keypoints are mapped into its pixels.
+crop around the person instead of the whole frame. One box size per window, from the visible joints
+of all its frames, grown by a margin and given the model's aspect ratio; its centre follows the
+person along a straight line (a standing person's crop stays put, a walking person stays centred
+and large: a smooth camera pan, no frame-to-frame jitter). Each box is shifted inside the frame
+where it fits and padded with the Kinetics mean colour (0 after normalisation) where it does not.
+Since the crop follows the person, an RGB model sees their movement across the frame neither in the
+pixels nor in the keypoints (mapped into the crop); pose-only models get the whole frame's
+keypoints. The crops are resized to the model's input size and the keypoints mapped into their pixels.
 
 Before cropping, each frame is reduced to a working copy (by an integer factor, keeping its shorter
 side at least ``WORKING_FACTOR`` x the input size): the ring buffer keeps such copies (a full-HD frame
@@ -41,34 +44,48 @@ def working_frame(image: np.ndarray, keypoints: np.ndarray, size: tuple[int, int
     return reduced, (keypoints * scale).astype(np.float32)
 
 
-def person_box(keypoints: np.ndarray, frame_size: tuple[int, int], size: tuple[int, int],
-               jitter: float = 0.0, rng: np.random.Generator | None = None) -> tuple[int, int, int, int]:
-    """Crop box ``(x0, y0, width, height)`` in pixels (it may reach past the frame) for one window.
+def person_boxes(keypoints: np.ndarray, frame_size: tuple[int, int], size: tuple[int, int],
+                 jitter: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Crop boxes ``(T, 4)`` int ``(x0, y0, width, height)`` in pixels (they may reach past the frame)
+    for one window: one size for the whole window, the centre moving along a straight line.
 
     keypoints: ``(T, J, 3)`` in pixels of frames of ``frame_size`` (H, W). size: the model's input
-    (H, W); the box has its aspect ratio. Without a visible joint the box is the whole frame,
-    padded to that aspect ratio. ``jitter`` > 0 (training: the paper's random crops) scales the
-    box by up to ``1 +- jitter`` and shifts it by up to ``jitter`` x its size, drawn from ``rng``.
+    (H, W); the boxes have its aspect ratio. The centre is the least-squares line through the
+    frames' joint-box centres, so a person walking across the frame stays in the middle of the
+    crop and as large as when standing (one box around the whole path made them a few pixels tall
+    in a 64 px crop: BIISC's walking clips), while a standing person's crop does not move at all.
+    The size is the largest extent of a frame's joints around that line, plus the margin, so every
+    visible joint is inside. Without a visible joint the box is the whole frame, padded to that
+    aspect ratio. ``jitter`` > 0 (training: the paper's random crops) scales the boxes by up to
+    ``1 +- jitter`` and shifts them by up to ``jitter`` x their size, drawn from ``rng``.
     """
     frame_h, frame_w = frame_size
+    num_frames = len(keypoints)
     aspect = size[1] / size[0]                                    # width / height of the box
-    points = keypoints[..., :2][(keypoints[..., 2] > MIN_CONFIDENCE)
-                                & np.isfinite(keypoints[..., :2]).all(-1)]
-    if len(points) == 0:
-        centre, height = np.array([frame_w / 2, frame_h / 2]), max(frame_h, frame_w / aspect)
+    visible = (keypoints[..., 2] > MIN_CONFIDENCE) & np.isfinite(keypoints[..., :2]).all(-1)
+    seen = np.flatnonzero(visible.any(axis=1))
+    if len(seen) == 0:
+        centres = np.tile([frame_w / 2, frame_h / 2], (num_frames, 1))
+        height = max(frame_h, frame_w / aspect)
     else:
-        low, high = points.min(axis=0), points.max(axis=0)
-        centre = (low + high) / 2
-        height = max(high[1] - low[1], (high[0] - low[0]) / aspect) * (1 + 2 * CROP_MARGIN)
+        points = np.where(visible[..., None], keypoints[..., :2], np.nan)
+        middles = (np.nanmin(points[seen], axis=1) + np.nanmax(points[seen], axis=1)) / 2   # (S, 2)
+        times = np.arange(num_frames, dtype=np.float64)
+        if len(seen) > 1:
+            slope, offset = np.polyfit(seen.astype(np.float64), middles, 1)                # (2,), (2,)
+            centres = np.round(offset + times[:, None] * slope, 6)  # a still person's fit: exactly still
+        else:
+            centres = np.tile(middles[0], (num_frames, 1))
+        reach = np.abs(points[seen] - centres[seen, None])                                 # (S, J, 2)
+        height = 2 * max(np.nanmax(reach[..., 1]), np.nanmax(reach[..., 0]) / aspect) * (1 + 2 * CROP_MARGIN)
         height = max(height, MIN_BOX_FRACTION * frame_h)
     if jitter > 0:
         height *= float(np.exp(rng.uniform(np.log1p(-jitter), np.log1p(jitter))))
-        centre = centre + rng.uniform(-jitter, jitter, 2) * np.array([height * aspect, height])
+        centres = centres + rng.uniform(-jitter, jitter, 2) * np.array([height * aspect, height])
     box_h = max(1, round(height))
     box_w = max(1, round(height * aspect))
-    x0 = _place(centre[0] - box_w / 2, box_w, frame_w)
-    y0 = _place(centre[1] - box_h / 2, box_h, frame_h)
-    return x0, y0, box_w, box_h
+    return np.array([(_place(cx - box_w / 2, box_w, frame_w), _place(cy - box_h / 2, box_h, frame_h), box_w, box_h)
+                     for cx, cy in centres], dtype=np.int64)
 
 
 def _place(start: float, length: int, limit: int) -> int:
@@ -79,32 +96,32 @@ def _place(start: float, length: int, limit: int) -> int:
 
 
 def crop_window(frames: np.ndarray, keypoints: np.ndarray, size: tuple[int, int],
-                box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Cut ``box`` from every frame and resize it to ``size`` (H, W).
+                boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cut each frame's box from it and resize it to ``size`` (H, W).
 
     frames: ``(T, H, W, 3)`` uint8 BGR (OpenCV order). keypoints: ``(T, J, 3)`` in their pixels.
+    boxes: ``(T, 4)`` ``(x0, y0, width, height)`` of one size (:func:`person_boxes`).
     Returns the video ``(3, T, H', W')`` float32 RGB normalised by
     :func:`~model.backbone.normalize_video`, and the keypoints in its pixels (confidence kept).
     """
-    x0, y0, box_w, box_h = box
     frame_h, frame_w = frames.shape[1:3]
-    left, top = max(0, -x0), max(0, -y0)
-    right, bottom = max(0, x0 + box_w - frame_w), max(0, y0 + box_h - frame_h)
     crops = []
-    for image in frames:
+    for image, (x0, y0, box_w, box_h) in zip(frames, boxes):
+        left, top = max(0, -x0), max(0, -y0)
+        right, bottom = max(0, x0 + box_w - frame_w), max(0, y0 + box_h - frame_h)
         piece = image[max(y0, 0):y0 + box_h, max(x0, 0):x0 + box_w]
         if left or top or right or bottom:
             piece = cv2.copyMakeBorder(piece, top, bottom, left, right, cv2.BORDER_CONSTANT, value=_PAD_BGR)
         crops.append(cv2.resize(piece, (size[1], size[0]), interpolation=cv2.INTER_AREA))
-    scale = np.array([size[1] / box_w, size[0] / box_h], np.float32)
+    boxes = np.asarray(boxes, np.float32)
+    scale = np.array([size[1], size[0]], np.float32) / boxes[:, 2:]                    # (T, 2)
     mapped = np.array(keypoints, np.float32, copy=True)
-    mapped[..., :2] = (mapped[..., :2] - np.array([x0, y0], np.float32)) * scale
+    mapped[..., :2] = (mapped[..., :2] - boxes[:, None, :2]) * scale[:, None]
     return normalize_video(np.stack(crops)[..., ::-1]), mapped
 
 
 def person_crop(frames: np.ndarray, keypoints: np.ndarray, size: tuple[int, int], jitter: float = 0.0,
                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`person_box` then :func:`crop_window` for one window of working frames ``(T, H, W, 3)``
+    """:func:`person_boxes` then :func:`crop_window` for one window of working frames ``(T, H, W, 3)``
     BGR and keypoints ``(T, J, 3)`` in their pixels -> (video ``(3, T, H', W')``, keypoints)."""
-    box = person_box(keypoints, frames.shape[1:3], size, jitter, rng)
-    return crop_window(frames, keypoints, size, box)
+    return crop_window(frames, keypoints, size, person_boxes(keypoints, frames.shape[1:3], size, jitter, rng))

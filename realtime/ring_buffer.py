@@ -11,8 +11,8 @@ sequence shorter than a window (:func:`train.sampling.window_at`).
 
 Images are kept only for models that take RGB, as the working copies of :mod:`model.crop`; when
 a window is cut it gets the person-centred crop training used (:func:`model.crop.person_crop`:
-one box from the window's joints, resized to the model's input size, normalised) and keypoints in
-the crop's pixels. Pose-only models get keypoints in the pixels of the original frame.
+one box size per window, following the person along a line, resized to the model's input size,
+normalised) and keypoints in the crop's pixels. Pose-only models get keypoints in the pixels of the original frame.
 """
 
 from __future__ import annotations

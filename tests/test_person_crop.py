@@ -13,7 +13,7 @@ from star_har.model.crop import (
     MIN_BOX_FRACTION,
     WORKING_FACTOR,
     crop_window,
-    person_box,
+    person_boxes,
     person_crop,
     working_frame,
 )
@@ -24,41 +24,67 @@ from star_har.train.windows import WindowDataset
 
 
 def person(x0: float, y0: float, x1: float, y1: float, frames: int = 4, joints: int = 13) -> np.ndarray:
-    """Keypoints ``(T, J, 3)`` spread over the box (x0, y0)-(x1, y1), corners included."""
+    """Keypoints ``(T, J, 3)`` of a person standing still, spread over the box (x0, y0)-(x1, y1),
+    corners included."""
     rng = np.random.default_rng(0)
-    kps = np.ones((frames, joints, 3), np.float32)
-    kps[..., 0] = rng.uniform(x0, x1, (frames, joints))
-    kps[..., 1] = rng.uniform(y0, y1, (frames, joints))
-    kps[0, 0, :2], kps[-1, 1, :2] = (x0, y0), (x1, y1)
-    return kps
+    kps = np.ones((joints, 3), np.float32)
+    kps[:, 0] = rng.uniform(x0, x1, joints)
+    kps[:, 1] = rng.uniform(y0, y1, joints)
+    kps[0, :2], kps[1, :2] = (x0, y0), (x1, y1)
+    return np.repeat(kps[None], frames, axis=0)
 
 
-def test_one_box_per_window_around_all_visible_joints_with_margin():
+def box(kps, frame_size=(480, 640), size=(112, 112)) -> tuple[int, ...]:
+    """The window's box when it does not move (asserted)."""
+    boxes = person_boxes(kps, frame_size, size)
+    assert (boxes == boxes[0]).all()
+    return tuple(int(v) for v in boxes[0])
+
+
+def test_a_standing_persons_box_is_still_and_holds_every_visible_joint_with_margin():
     kps = person(200, 100, 240, 190)  # 40 x 90 px person in a 480 x 640 frame
     kps[2, 5] = (5.0, 5.0, 0.1)       # a low-confidence joint does not shape the box
-    x0, y0, width, height = person_box(kps, (480, 640), (112, 112))
+    x0, y0, width, height = box(kps[[0, 1, 3]])
     assert width == height == round(90 * (1 + 2 * CROP_MARGIN))
     assert (x0 + width / 2, y0 + height / 2) == pytest.approx((220, 145), abs=0.5)
     # the box takes the model's aspect ratio (W / H = 2 here) and keeps the person's extent
-    x0, y0, width, height = person_box(kps, (480, 640), (64, 128))
+    x0, y0, width, height = box(kps[[0, 1, 3]], size=(64, 128))
     assert width == 2 * height and height >= 90 * (1 + 2 * CROP_MARGIN) - 1
 
 
+def test_the_crop_follows_a_walking_person_at_their_own_size():
+    """Across the frame in one window: one box around the whole path made the person a few
+    pixels tall; the crop follows them along a line and stays their size."""
+    walk = person(0, 100, 40, 190, frames=8)
+    walk[..., 0] += np.arange(8)[:, None] * 60.0     # 60 px a frame to the right
+    boxes = person_boxes(walk, (480, 640), (112, 112))
+    assert (boxes[:, 2:] == round(90 * (1 + 2 * CROP_MARGIN))).all()  # one size: the person's
+    centres = boxes[:, 0] + boxes[:, 2] / 2
+    assert np.diff(centres[1:-1]) == pytest.approx(60, abs=1)          # a pan (the ends shift inside)
+    x0, y0, width, height = boxes.T[:, :, None]
+    inside = ((walk[..., 0] >= x0) & (walk[..., 0] <= x0 + width) & (walk[..., 1] >= y0) & (walk[..., 1] <= y0 + height))
+    assert inside.all()
+
+
 def test_box_is_shifted_inside_the_frame_padded_when_larger_and_has_fallbacks():
-    assert person_box(person(0, 0, 30, 60), (480, 640), (112, 112))[:2] == (0, 0)       # shifted in
-    assert person_box(person(600, 400, 639, 479), (480, 640), (112, 112))[:2] == (640 - 120, 480 - 120)
-    x0, y0, width, height = person_box(person(0, 0, 639, 479), (480, 640), (112, 112))  # larger: centred
+    assert box(person(0, 0, 30, 60))[:2] == (0, 0)       # shifted in
+    assert box(person(600, 400, 639, 479))[:2] == (640 - 120, 480 - 120)
+    x0, y0, width, height = box(person(0, 0, 639, 479))  # larger: centred
     assert width == height == round(639 * (1 + 2 * CROP_MARGIN)) and x0 < 0 and y0 < 0
     assert x0 + width / 2 == pytest.approx(320, abs=1) and y0 + height / 2 == pytest.approx(240, abs=1)
-    assert person_box(person(100, 100, 101, 101), (480, 640), (112, 112))[3] == MIN_BOX_FRACTION * 480
+    assert box(person(100, 100, 101, 101))[3] == MIN_BOX_FRACTION * 480
     nobody = np.zeros((4, 13, 3), np.float32)
-    assert person_box(nobody, (480, 640), (112, 112)) == (0, -80, 640, 640)  # whole frame, letterboxed
+    assert box(nobody) == (0, -80, 640, 640)  # whole frame, letterboxed
 
 
 def test_training_jitter_is_random_but_bounded():
     kps = person(200, 100, 240, 190)
-    base = person_box(kps, (480, 640), (112, 112))
-    boxes = [person_box(kps, (480, 640), (112, 112), 0.1, np.random.default_rng(i)) for i in range(20)]
+    base = box(kps)
+    boxes = []
+    for i in range(20):
+        window = person_boxes(kps, (480, 640), (112, 112), 0.1, np.random.default_rng(i))
+        assert (window == window[0]).all()  # one jitter for the whole window
+        boxes.append(tuple(int(v) for v in window[0]))
     assert len(set(boxes)) > 10
     for x0, y0, width, height in boxes:
         assert 0.9 * base[3] - 1 <= height <= 1.1 * base[3] + 1
@@ -70,13 +96,13 @@ def test_crop_maps_keypoints_onto_their_pixels_and_pads_with_the_mean_colour():
     frames = np.zeros((2, 120, 160, 3), np.uint8)
     frames[:, 30:34, 100:104] = 255  # a white dot centred on (101.5, 31.5)
     kps = np.array([[[101.5, 31.5, 1.0]], [[101.5, 31.5, 0.0]]], np.float32)
-    video, mapped = crop_window(frames, kps, (32, 32), (90, 10, 40, 40))  # 40 px box -> 32 px
+    video, mapped = crop_window(frames, kps, (32, 32), np.array([(90, 10, 40, 40)] * 2))  # 40 px box -> 32 px
     assert video.shape == (3, 2, 32, 32) and video.dtype == np.float32
     x, y = mapped[0, 0, :2]
     assert (x, y) == pytest.approx(((101.5 - 90) * 0.8, (31.5 - 10) * 0.8))
     assert video[:, 0, int(y), int(x)].min() > 1.5               # white there
     np.testing.assert_array_equal(mapped[..., 2], kps[..., 2])   # confidence kept
-    padded, _ = crop_window(frames, kps, (32, 32), (-40, -40, 80, 80))
+    padded, _ = crop_window(frames, kps, (32, 32), np.array([(-40, -40, 80, 80)] * 2))
     assert np.abs(padded[:, :, :8, :8]).max() < 0.02             # padding normalises to ~0
     black = -np.array(KINETICS_MEAN) / np.array(KINETICS_STD)
     np.testing.assert_allclose(padded[:, 0, 31, 31], black, rtol=1e-5)
