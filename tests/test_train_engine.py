@@ -319,3 +319,11 @@ def test_a_bf16_run_on_cpu_trains_and_saves_fp32_weights(npz_data, tmp_path):
     assert np.isfinite(summary["best"]["train_loss"])
     assert all(v.dtype == torch.float32 for v in load_checkpoint(tmp_path / "bf16.pt").state_dict.values()
                if v.is_floating_point())
+
+
+def test_new_tensors_are_logged_by_module():
+    from star_har.train.engine import summarize_names
+
+    names = {f"backbone.stages.layer{i}.weight" for i in range(4)} | {"cls_tokens", "head.4.bias", "head.4.weight"}
+    assert summarize_names(names) == "backbone (4 tensors), cls_tokens, head (2 tensors)"
+    assert summarize_names(set()) == ""

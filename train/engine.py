@@ -143,9 +143,9 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
             raise InvalidInputError(f"--init {cfg['init']}: none of its tensors fits a {ck.model_name} model "
                                     "built from its own header (a damaged checkpoint?)")
         net.load_state_dict(compatible, strict=False)
-        replaced = sorted(set(own) - set(compatible))
         log.info("initialised from %s (%s -> %d classes, %s -> %s joints); new: %s", cfg["init"],
-                 len(ck.class_names), len(class_names), ck.joint_layout, layout, ", ".join(replaced) or "nothing")
+                 len(ck.class_names), len(class_names), ck.joint_layout, layout,
+                 summarize_names(set(own) - set(compatible)) or "nothing")
     else:
         model_cfg = dict(cfg["model"])
         name = model_cfg.pop("name")
@@ -157,6 +157,15 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         for key, param in net.named_parameters():
             param.requires_grad_(key.startswith("head."))
     return net, layout, sampling
+
+
+def summarize_names(names: set[str]) -> str:
+    """Tensor names grouped by their top-level module: ``backbone (126 tensors), head.4.bias, ...``."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(name.split(".")[0], []).append(name)
+    return ", ".join(members[0] if len(members) == 1 else f"{module} ({len(members)} tensors)"
+                     for module, members in groups.items())
 
 
 def relayout_joint_parameters(net: nn.Module, weights: dict[str, torch.Tensor], src: str | None,
