@@ -33,6 +33,7 @@ from star_har.model.checkpoint import Checkpoint
 from star_har.realtime import model_checkpoint
 from star_har.realtime.config import PipelineConfig
 from star_har.realtime.engines import EngineUnavailable, ModelSpec, available_engines, create_engine, resolve_device
+from star_har.realtime.engines.table import precision_name
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +190,7 @@ def bench_latency(models: list[BenchModel], device: str, fp16: bool, compile: bo
         for name, compiled in variants:
             progress.set_postfix_str(f"{bench_model.key} {name}{'-compile' if compiled else ''}")
             row = LatencyRow(bench_model.key, name + ("-compile" if compiled else ""), device,
-                             "fp16" if fp16 else "bf16" if bf16 else "fp32", shape, weights, round(params, 3),
-                             round(gflops, 3))
+                             precision_name(fp16, bf16), shape, weights, round(params, 3), round(gflops, 3))
             try:
                 # setup: ONNX export / TensorRT build when uncached, torch.compile, warm-up calls
                 start = time.perf_counter()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from star_har.args import positive_int
 from star_har.errors import MissingFileError
-from star_har.realtime.engines.table import DEVICES, engine_names
+from star_har.realtime.engines.table import DEVICES, engine_names, precision_name
 from star_har.realtime.options import add_pipeline_options
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ def bench_command(args: argparse.Namespace) -> int:
     except EngineUnavailable as exc:
         raise UserError(str(exc)) from None
     print(render_markdown(report))
-    stem = f"bench-{report.environment['device']}" + ("-fp16" if args.fp16 else "-bf16" if args.bf16 else "")
+    precision = precision_name(args.fp16, args.bf16)
+    stem = f"bench-{report.environment['device']}" + ("" if precision == "fp32" else f"-{precision}")
     for path in write_report(report, Path(args.output_dir), stem):
         log.info("wrote %s", path)
     return 0

@@ -12,7 +12,15 @@ import os
 from star_har.errors import InvalidInputError
 from star_har.model.checkpoint import Checkpoint
 from star_har.realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec, default_cache_dir
-from star_har.realtime.engines.table import DEVICES, auto_engine, check_bf16, check_fp16, engine_importable, engine_info
+from star_har.realtime.engines.table import (
+    DEVICES,
+    auto_engine,
+    check_bf16,
+    check_fp16,
+    engine_importable,
+    engine_info,
+    precision_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +72,7 @@ def create_engine(checkpoint: Checkpoint, engine: str = "auto", device: str = "a
         raise InvalidInputError(f"--compile applies to the torch engine, not {engine}")
     check_bf16(engine, fp16, bf16)
     check_fp16(device, fp16)
-    log.info("inference engine: %s on %s (%s)", engine, device, "fp16" if fp16 else "bf16" if bf16 else "fp32")
+    log.info("inference engine: %s on %s (%s)", engine, device, precision_name(fp16, bf16))
     if engine == "torch":
         from star_har.realtime.engines.torch_engine import TorchEngine
 

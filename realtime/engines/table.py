@@ -88,6 +88,11 @@ def check_fp16(device: str, fp16: bool) -> None:
         raise InvalidInputError("fp16 needs a CUDA device")
 
 
+def precision_name(fp16: bool, bf16: bool) -> str:
+    """What an engine's ``precision`` (and the logs and bench rows) call the fp16 / bf16 flags."""
+    return "fp16" if fp16 else "bf16" if bf16 else "fp32"
+
+
 def check_bf16(engine: str, fp16: bool, bf16: bool) -> None:
     """bfloat16 autocast is the torch engine's (ONNX Runtime and TensorRT run the fp32/fp16 graph)."""
     if bf16 and fp16:

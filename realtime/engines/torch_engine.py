@@ -11,6 +11,7 @@ from torch import nn
 
 from star_har.errors import InvalidInputError
 from star_har.realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec
+from star_har.realtime.engines.table import check_bf16, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,8 @@ class TorchEngine(InferenceEngine):
             raise EngineUnavailable("CUDA was requested but torch sees no CUDA device")
         if fp16 and device != "cuda":
             raise InvalidInputError("fp16 needs a CUDA device (CPU half precision is slower than fp32)")
-        if fp16 and bf16:
-            raise InvalidInputError("choose one of fp16 and bf16")
-        self.device, self.compiled = device, compile
-        self.precision = "fp16" if fp16 else "bf16" if bf16 else "fp32"
+        check_bf16(self.name, fp16, bf16)
+        self.device, self.compiled, self.precision = device, compile, precision_name(fp16, bf16)
         self.net = net.eval().to(device)
         self.forward = self.net
         if compile:
