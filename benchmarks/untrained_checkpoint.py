@@ -14,7 +14,7 @@ import argparse
 
 from star_har.model import save_checkpoint
 from star_har.train.config import load_config
-from star_har.train.engine import build_network, model_name_of
+from star_har.train.engine import build_network, crop_meta, model_name_of
 
 
 def main() -> None:
@@ -27,8 +27,7 @@ def main() -> None:
     cfg = load_config(args.config, args.set)
     classes = cfg["data"].get("classes") or [f"class_{i}" for i in range(args.classes)]
     net, layout, sampling = build_network(cfg, list(classes))
-    size = int(cfg["data"]["image_size"])
-    meta = {"untrained": True} | ({"input_size": [size, size]} if net.hparams.get("modality") != "pose" else {})
+    meta = {"untrained": True, **crop_meta(cfg, net.hparams.get("modality", "pose"))}
     save_checkpoint(args.output, net, model_name=model_name_of(cfg), class_names=list(classes), joint_layout=layout,
                     sampling=sampling, meta=meta)
     print(f"wrote {args.output}: {net.hparams.get('modality')}, {sum(p.numel() for p in net.parameters()) / 1e6:.1f} M "

@@ -473,12 +473,16 @@ def _log_epoch(record: dict, history: list[dict], writer, out: Path, improved: b
              ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()), " (best)" if improved else "")
 
 
+def crop_meta(cfg: dict[str, Any], modality: str) -> dict[str, Any]:
+    """The checkpoint ``meta`` entry of the crops an RGB model is trained on (nothing for pose)."""
+    size = int(cfg["data"]["image_size"])
+    return {"input_size": [size, size]} if modality != "pose" else {}
+
+
 def _meta(cfg: dict[str, Any], command: str | None, best: dict, elapsed: float, num_params: int,
           num_train: int, num_val: int, modality: str) -> dict[str, Any]:
     import platform
-    size = int(cfg["data"]["image_size"])
-    crops = {"input_size": [size, size]} if modality != "pose" else {}  # the crops RGB models are trained on
-    return {**crops, "command": command, "config": json.loads(json.dumps(cfg, default=str)),
+    return {**crop_meta(cfg, modality), "command": command, "config": json.loads(json.dumps(cfg, default=str)),
             "dataset": {"kind": cfg["data"]["kind"], "root": str(cfg["data"]["root"]),
                         "train_sequences": num_train, "val_sequences": num_val},
             "best_epoch": best.get("epoch"), "validation": {k: v for k, v in best.items() if k.startswith("val_")},
