@@ -40,9 +40,10 @@ pose checkpoints switch them on, see ``configs/star_pose_penn.yaml``):
 * ``temporal_kernel=k``: a per-joint depth-wise temporal convolution before the first layer
   (:class:`~star_har.model.pose_features.TemporalStem`);
 * ``flip_test=True``: in eval mode the window and its mirror image are classified together and
-  their logits averaged (test-time flip, one batched call). It takes every class to be its own
-  mirror image: not for vocabularies with left/right pairs (``swipe_left``), whose training
-  windows swap labels when flipped (``train.augment.mirror_labels``).
+  their logits averaged (test-time flip, one batched call). ``mirror_classes`` says which class a
+  mirror image shows (``swipe_left`` <-> ``swipe_right``, :func:`~star_har.model.vocabulary.mirror_classes`,
+  the table the flipped training windows take their labels from): the mirrored window's logits are
+  read through it before the average.
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ class STARTransformer(nn.Module):
             "field" is Eq. 1 (the CNN map, or the learned field in the ``pose`` modality).
         temporal_kernel: frames of the per-joint temporal stem; 0 = none (the paper).
         flip_test: average the logits of the window and its mirror image in eval mode.
+        mirror_classes: for each class, the class its mirror image shows (None: itself), for
+            ``flip_test``.
         importance_head: report frame importance from an :class:`ImportanceHead` fitted to
             occlusion (``star-har importance``) instead of the class tokens' FAttn rows.
         novelty_head: report a :class:`~star_har.model.openset.NoveltyHead` score fitted to the
@@ -180,8 +183,8 @@ class STARTransformer(nn.Module):
                  backbone_weights: str | os.PathLike | None = None, joint_stage: str = "layer2",
                  global_grid: int | None = None, field_size: int = 16, field_channels: int = 64,
                  layout: str | None = None, joint_features: Sequence[str] = ("field",),
-                 temporal_kernel: int = 0, flip_test: bool = False, importance_head: bool = False,
-                 novelty_head: bool = False) -> None:
+                 temporal_kernel: int = 0, flip_test: bool = False, mirror_classes: Sequence[int] | None = None,
+                 importance_head: bool = False, novelty_head: bool = False) -> None:
         super().__init__()
         if modality not in ("rgb+pose", "pose"):
             raise InvalidInputError(f"modality must be 'rgb+pose' or 'pose', not {modality!r}")
@@ -198,6 +201,10 @@ class STARTransformer(nn.Module):
         if layout is not None and get_layout(layout).num_joints != num_joints:
             raise InvalidInputError(f"layout {layout} has {get_layout(layout).num_joints} joints, "
                                     f"not num_joints={num_joints}")
+        mirror = list(range(num_classes)) if mirror_classes is None else [int(c) for c in mirror_classes]
+        if sorted(mirror) != list(range(num_classes)) or any(mirror[c] != i for i, c in enumerate(mirror)):
+            raise InvalidInputError(f"mirror_classes must pair each of the {num_classes} classes with itself "
+                                    f"or with a class that pairs back, got {mirror_classes}")
         self.hparams = dict(num_classes=num_classes, modality=modality, num_joints=num_joints,
                             dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                             dropout=dropout, sigma=sigma, min_confidence=min_confidence,
@@ -205,13 +212,15 @@ class STARTransformer(nn.Module):
                             joint_stage=joint_stage, global_grid=global_grid,
                             field_size=field_size, field_channels=field_channels, layout=layout,
                             joint_features=list(joint_features), temporal_kernel=temporal_kernel,
-                            flip_test=flip_test, importance_head=importance_head, novelty_head=novelty_head)
+                            flip_test=flip_test, mirror_classes=None if mirror_classes is None else mirror,
+                            importance_head=importance_head, novelty_head=novelty_head)
         self.modality, self.sigma, self.min_confidence = modality, sigma, min_confidence
         self.global_grid = global_grid
         self.flip_test = flip_test
         if flip_test:
             self.register_buffer("flip_permutation", torch.as_tensor(get_layout(layout).flip_permutation),
                                  persistent=False)
+            self.register_buffer("class_mirror", torch.as_tensor(mirror), persistent=False)
         if modality == "rgb+pose":
             self.backbone = MC18Features(backbone_weights, middle_stage=joint_stage)
             joint_channels = STAGE_CHANNELS[joint_stage]
@@ -278,7 +287,9 @@ class STARTransformer(nn.Module):
         mirror_frames, mirror_keypoints = self.mirrored(frames, keypoints)
         both = self.classify(None if frames is None else torch.cat((frames, mirror_frames)),
                              torch.cat((keypoints, mirror_keypoints)))
-        return ActionOutput(*((value[:batch] + value[batch:]) / 2 for value in both))
+        mirror_logits = both.logits[batch:][:, self.class_mirror]  # what the mirror image shows, per class
+        return ActionOutput((both.logits[:batch] + mirror_logits) / 2,
+                            *((value[:batch] + value[batch:]) / 2 for value in both[1:]))
 
     def classify(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> ActionOutput:
         """One pass of the model (``forward`` adds the test-time flip)."""

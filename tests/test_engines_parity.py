@@ -90,6 +90,21 @@ def test_star_rgb_pose_parity_and_export_cache(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1
 
 
+def test_star_pose_test_time_flip_parity(tmp_path):
+    """The flip's mirrored batch and its class table (swipe_left <-> swipe_right) are exported too."""
+    torch.manual_seed(0)
+    names = ["swipe_left", "wave", "swipe_right"]
+    net = build_model("star", 3, modality="pose", num_joints=13, layout="penn13", dim=32, depth=1, num_heads=2,
+                      joint_features=["field", "kinematics"], flip_test=True, mirror_classes=[2, 1, 0])
+    save_checkpoint(tmp_path / "flip.pt", net, model_name="star", class_names=names, joint_layout="penn13",
+                    sampling=TemporalSampling(16, 1.6))
+    ck = load_checkpoint(tmp_path / "flip.pt")
+    reference = create_engine(ck, "torch", "cpu")
+    engine = create_engine(ck, "onnxruntime", "cpu", cache_dir=tmp_path / "cache", threads=1)
+    for batch in (1, 3):
+        assert_parity(reference, engine, batch, seed=batch)
+
+
 def test_deformable_parity(tmp_path):
     if "deformable" not in list_models():
         pytest.skip("model 'deformable' is not registered")

@@ -107,6 +107,10 @@ def test_calibrate_checkpoint_on_generated_out_of_vocabulary_motion(tmp_path):
     report = open_set_report(np.zeros((0, 2)), np.zeros(0, int), out["logits"], ck.class_names, open_set,
                              np.zeros(0), out["novelty"])
     assert report["out_of_vocabulary_windows"] == 18 and report["out_of_vocabulary_confident"] <= 0.1
+    flipped = calibrate_checkpoint(checkpoint, cfg["data"], progress=False, flip_test=True)
+    ck = load_checkpoint(checkpoint)
+    assert ck.hparams["flip_test"] and ck.build().flip_test and ck.hparams["mirror_classes"] == [0, 1]
+    assert OpenSet.from_meta(ck.meta).max_novelty == flipped["max_novelty"] != result["max_novelty"]
 
 
 def test_models_are_chosen_by_name():

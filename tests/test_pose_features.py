@@ -9,6 +9,7 @@ from star_har.model import build_model
 from star_har.model.heatmaps import normalize_to_person_box
 from star_har.model.pose_features import JointKinematics, TemporalStem, neighbour_matrix
 from star_har.model.skeleton import get_layout
+from star_har.train.engine import build_network
 from tests.test_star import random_keypoints
 
 torch.manual_seed(0)
@@ -95,8 +96,31 @@ def test_flip_test_is_invariant_to_mirroring_the_input():
     assert not torch.allclose(net.classify(None, keypoints).logits, out.logits)
 
 
+def test_flip_test_reads_the_mirror_image_through_the_mirror_classes():
+    """Class 0 and 1 are each other's mirror image (swipe_left / swipe_right): the window's scores
+    for 0 are the mirrored window's scores for 1."""
+    mirror = [1, 0, 2, 3]
+    net = build_model("star", 4, **POSE, flip_test=True, mirror_classes=mirror).eval()
+    keypoints = random_keypoints(2, 8, 13, 300)
+    mirrored = keypoints[:, :, get_layout("penn13").flip_permutation].clone()
+    mirrored[..., 0] = 640 - mirrored[..., 0]
+    with torch.no_grad():
+        out, out_mirrored = net(None, keypoints), net(None, mirrored)
+    assert torch.allclose(out.logits, out_mirrored.logits[:, mirror], atol=1e-5)
+    assert not torch.allclose(out.logits, out_mirrored.logits, atol=1e-3)
+    assert torch.allclose(out.frame_importance, out_mirrored.frame_importance, atol=1e-5)
+
+
+def test_training_gives_the_flip_its_vocabulary_mirror_table():
+    cfg = {"data": {"frames_per_window": 8, "window_seconds": 1.0},
+           "model": {"name": "star", **{k: v for k, v in POSE.items() if k != "num_joints"}, "flip_test": True}}
+    net, _, _ = build_network(cfg, ["swipe_left", "wave", "swipe_right"])
+    assert net.class_mirror.tolist() == [2, 1, 0] and net.hparams["mirror_classes"] == [2, 1, 0]
+
+
 @pytest.mark.parametrize("bad", [dict(dim=33, num_heads=3), dict(joint_features=["rgb"]), dict(temporal_kernel=4),
-                                 dict(layout=None), dict(layout="coco17")])
+                                 dict(layout=None), dict(layout="coco17"), dict(mirror_classes=[1, 1, 2, 3]),
+                                 dict(mirror_classes=[1, 2, 0, 3]), dict(mirror_classes=[0, 1])])
 def test_bad_pose_settings_are_one_line_errors(bad):
     with pytest.raises(InvalidInputError):
         build_model("star", 4, **{**POSE, **bad})

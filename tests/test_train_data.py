@@ -9,7 +9,8 @@ from train_fixtures import STANDING, make_npz_dataset, moving_skeleton, skeleton
 
 from star_har.model import TemporalSampling, get_layout
 from star_har.model.skeleton import flip_keypoints
-from star_har.train.augment import AugmentConfig, augment_keypoints, mirror_labels
+from star_har.model.vocabulary import mirror_classes
+from star_har.train.augment import AugmentConfig, augment_keypoints
 from star_har.train.datasets.base import Sequence, stratified_split
 from star_har.train.datasets.clips import load_clip_folder, pose_cache_folder
 from star_har.train.datasets.npz import load_npz, load_npz_folder, save_npz
@@ -161,9 +162,9 @@ def test_flip_swaps_left_and_right_joints():
     np.testing.assert_allclose(out[:, PENN.index("head")], kps[:, PENN.index("head")] * [-1, 1, 1] + [200, 0, 0])
 
 
-def test_mirror_labels_pair_left_with_right():
+def test_mirror_classes_pair_left_with_right():
     names = ["swipe_left", "swipe_right", "wave", "draw_circle_cw", "draw_circle_ccw", "turn_left"]
-    assert mirror_labels(names) == [1, 0, 2, 4, 3, 5]  # turn_right is no class: turn_left stays
+    assert mirror_classes(names) == [1, 0, 2, 4, 3, 5]  # turn_right is no class: turn_left stays
 
 
 def test_a_flipped_training_window_takes_its_mirror_class():

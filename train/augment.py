@@ -34,20 +34,6 @@ class AugmentConfig:
     speed: tuple[float, float] = (0.75, 1.33)    # temporal speed jitter (used by the sampler)
 
 
-#: Words whose meaning a horizontal flip swaps, in class names split at ``_``.
-MIRROR_WORDS = {"left": "right", "right": "left", "cw": "ccw", "ccw": "cw"}
-
-
-def mirror_labels(class_names: list[str]) -> list[int]:
-    """For each class, the class its mirror image shows: ``swipe_left`` <-> ``swipe_right``,
-    ``draw_circle_cw`` <-> ``draw_circle_ccw`` (names that differ in :data:`MIRROR_WORDS` only);
-    every other class is its own mirror image. A flipped training window takes its mirror's
-    label, or a flip would teach that a swipe to the left is also one to the right."""
-    index = {name: i for i, name in enumerate(class_names)}
-    mirrored = ["_".join(MIRROR_WORDS.get(word, word) for word in name.split("_")) for name in class_names]
-    return [index.get(name, i) for i, name in enumerate(mirrored)]
-
-
 def _person_size(keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, float]:
     points = keypoints[..., :2][visible]
     if len(points) == 0:

@@ -107,7 +107,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, list(args.set or []))
     result = calibrate_checkpoint(args.checkpoint, cfg["data"], keep=args.keep, novelty_keep=args.novelty_keep,
-                                  batch_size=args.batch_size, progress=not args.no_progress)
+                                  batch_size=args.batch_size, progress=not args.no_progress,
+                                  flip_test=args.flip_test)
     limit = (f"novelty limit {result['max_novelty']:.1f} (head fitted to {result['novelty_fit_windows']} training "
              "windows)" if result["max_novelty"] is not None else f"threshold {result['threshold']:.3f}")
     print(f"temperature {result['temperature']:.3f}, {limit}: "
@@ -187,6 +188,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--keep", type=fraction, default=0.95,
                    help="models without a novelty head: share of the correctly classified validation "
                         "windows above the confidence threshold (default 0.95)")
+    c.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
+                   help="switch the test-time flip on (the window and its mirror image averaged, twice the "
+                        "cost) or off in the checkpoint before calibrating (default: as it is)")
     c.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="config overrides, as for train")
     c.add_argument("--batch-size", type=positive_int, default=64)

@@ -35,6 +35,7 @@ from star_har.model import TemporalSampling, build_model, get_layout, load_check
 from star_har.model.checkpoint import PickledObjectsError, atomic_torch_save, plain_torch_load
 from star_har.model.registry import constructor_parameters
 from star_har.model.skeleton import joint_stand_ins
+from star_har.model.vocabulary import mirror_classes
 from star_har.train.augment import AugmentConfig
 from star_har.train.config import config_changes, validate_config
 from star_har.train.datasets import load_splits
@@ -124,7 +125,9 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         # Importance and novelty heads were fitted to the old model: they would mislead on the new one.
         hparams = {k: v for k, v in ck.hparams.items()
                    if k not in ("backbone_weights", "importance_head", "novelty_head")}
-        layout = cfg["model"].get("layout", ck.joint_layout)  # the one model key read with init
+        layout = cfg["model"].get("layout", ck.joint_layout)
+        if "flip_test" in cfg["model"]:  # a test-time switch: the weights do not depend on it
+            hparams["flip_test"] = cfg["model"]["flip_test"]
         if cfg.get("init_modality"):
             # e.g. a pose model grows an RGB stream: the transformer starts from the pose model, the
             # CNN and the tensors that read it are new (the log lists them)
@@ -135,7 +138,7 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
             if "layout" not in hparams:
                 raise InvalidInputError(f"--init {cfg['init']}: a {ck.model_name} model cannot change its joint layout")
             hparams |= {"layout": layout, "num_joints": get_layout(layout).num_joints}
-        net = build_model(ck.model_name, len(class_names), **hparams)
+        net = build_model(ck.model_name, len(class_names), **with_mirror_classes(ck.model_name, hparams, class_names))
         own = net.state_dict()
         weights = relayout_joint_parameters(net, ck.state_dict, ck.joint_layout, layout)
         compatible = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
@@ -152,11 +155,19 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         layout = model_cfg.pop("layout", "penn13")
         if "layout" in constructor_parameters(name):  # models that use the skeleton graph get it too
             model_cfg["layout"] = layout
+        model_cfg = with_mirror_classes(name, model_cfg, class_names)
         net = build_model(name, len(class_names), num_joints=get_layout(layout).num_joints, **model_cfg)
     if cfg.get("freeze_backbone"):
         for key, param in net.named_parameters():
             param.requires_grad_(key.startswith("head."))
     return net, layout, sampling
+
+
+def with_mirror_classes(name: str, hparams: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
+    """``hparams`` plus the vocabulary's mirror table for models with a test-time flip."""
+    if "mirror_classes" not in constructor_parameters(name):
+        return hparams
+    return {**hparams, "mirror_classes": mirror_classes(class_names)}
 
 
 def summarize_names(names: set[str]) -> str:

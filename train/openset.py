@@ -78,21 +78,28 @@ def open_set_report(known_logits: np.ndarray, known_labels: np.ndarray, unknown_
 
 
 def calibrate_checkpoint(checkpoint: str | Path, data: dict[str, Any], keep: float = 0.95,
-                         novelty_keep: float = 0.9, batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
+                         novelty_keep: float = 0.9, batch_size: int = 64, progress: bool = True,
+                         flip_test: bool | None = None) -> dict[str, Any]:
     """Calibrate ``checkpoint`` on the split of a config ``data`` section that training used: fit
     its novelty head to the training windows (models that have one: STAR), then the temperature
     and the novelty limit (or the probability threshold) on the validation windows, and store them
     (``meta["open_set"]``, the head's statistics in the weights). Returns that entry plus the
-    in-vocabulary measurement."""
+    in-vocabulary measurement. ``flip_test`` switches the test-time flip on or off in the written
+    checkpoint (None: as it is) before calibrating, since it changes the scores."""
     import torch
 
     from star_har.model import load_checkpoint, save_checkpoint
     from star_har.model.registry import constructor_parameters
     from star_har.train.datasets import load_splits
-    from star_har.train.engine import window_outputs
+    from star_har.train.engine import window_outputs, with_mirror_classes
     from star_har.train.windows import WindowDataset
 
     ck = load_checkpoint(checkpoint)
+    if flip_test is not None:
+        if "flip_test" not in constructor_parameters(ck.model_name):
+            raise InvalidInputError(f"a {ck.model_name} model has no test-time flip")
+        hparams = with_mirror_classes(ck.model_name, {**ck.hparams, "flip_test": flip_test}, ck.class_names)
+        ck = dataclasses.replace(ck, hparams=hparams)
     train, val, _ = load_splits(data)
     train, val = ([s for s in part if s.label in ck.class_names] for part in (train, val))
     if not val:

@@ -22,7 +22,8 @@ from star_har.errors import InvalidInputError
 from star_har.model import Checkpoint, TemporalSampling, convert_keypoints
 from star_har.model.checkpoint import DEFAULT_INPUT_SIZE
 from star_har.model.crop import person_crop, working_frame
-from star_har.train.augment import AugmentConfig, augment_keypoints, mirror_labels
+from star_har.model.vocabulary import mirror_classes
+from star_har.train.augment import AugmentConfig, augment_keypoints
 from star_har.train.camera import CameraRanges, render_window
 from star_har.train.datasets.base import Sequence
 from star_har.train.sampling import evaluation_windows, random_window
@@ -94,7 +95,7 @@ class WindowDataset(Dataset):
                          for s in sequences]
         self.cameras = cameras
         self.labels = [index[s.label] for s in sequences]
-        self.mirror = mirror_labels(class_names)
+        self.mirror = mirror_classes(class_names)
         self.layout, self.sampling, self.augment = layout, sampling, augment
         self.modality, self.image_size, self.seed = modality, image_size, seed
         self.repeats = repeats
