@@ -9,7 +9,7 @@ from star_har.model import build_model
 from star_har.model.heatmaps import normalize_to_person_box
 from star_har.model.pose_features import JointKinematics, TemporalStem, neighbour_matrix
 from star_har.model.skeleton import get_layout
-from star_har.train.engine import build_network
+from star_har.train.engine import build_network, with_test_flip
 from tests.test_star import random_keypoints
 
 torch.manual_seed(0)
@@ -116,6 +116,8 @@ def test_training_gives_the_flip_its_vocabulary_mirror_table():
            "model": {"name": "star", **{k: v for k, v in POSE.items() if k != "num_joints"}, "flip_test": True}}
     net, _, _ = build_network(cfg, ["swipe_left", "wave", "swipe_right"])
     assert net.class_mirror.tolist() == [2, 1, 0] and net.hparams["mirror_classes"] == [2, 1, 0]
+    with pytest.raises(InvalidInputError, match="no test-time flip"):
+        with_test_flip("deformable", {}, ["wave"], flip_test=True)
 
 
 @pytest.mark.parametrize("bad", [dict(dim=33, num_heads=3), dict(joint_features=["rgb"]), dict(temporal_kernel=4),

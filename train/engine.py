@@ -126,8 +126,6 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         hparams = {k: v for k, v in ck.hparams.items()
                    if k not in ("backbone_weights", "importance_head", "novelty_head")}
         layout = cfg["model"].get("layout", ck.joint_layout)
-        if "flip_test" in cfg["model"]:  # a test-time switch: the weights do not depend on it
-            hparams["flip_test"] = cfg["model"]["flip_test"]
         if cfg.get("init_modality"):
             # e.g. a pose model grows an RGB stream: the transformer starts from the pose model, the
             # CNN and the tensors that read it are new (the log lists them)
@@ -138,7 +136,9 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
             if "layout" not in hparams:
                 raise InvalidInputError(f"--init {cfg['init']}: a {ck.model_name} model cannot change its joint layout")
             hparams |= {"layout": layout, "num_joints": get_layout(layout).num_joints}
-        net = build_model(ck.model_name, len(class_names), **with_mirror_classes(ck.model_name, hparams, class_names))
+        # flip_test is the other model key read with init: a test-time switch, the weights do not depend on it
+        hparams = with_test_flip(ck.model_name, hparams, class_names, cfg["model"].get("flip_test"))
+        net = build_model(ck.model_name, len(class_names), **hparams)
         own = net.state_dict()
         weights = relayout_joint_parameters(net, ck.state_dict, ck.joint_layout, layout)
         compatible = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
@@ -155,7 +155,7 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         layout = model_cfg.pop("layout", "penn13")
         if "layout" in constructor_parameters(name):  # models that use the skeleton graph get it too
             model_cfg["layout"] = layout
-        model_cfg = with_mirror_classes(name, model_cfg, class_names)
+        model_cfg = with_test_flip(name, model_cfg, class_names)
         net = build_model(name, len(class_names), num_joints=get_layout(layout).num_joints, **model_cfg)
     if cfg.get("freeze_backbone"):
         for key, param in net.named_parameters():
@@ -163,11 +163,16 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
     return net, layout, sampling
 
 
-def with_mirror_classes(name: str, hparams: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
-    """``hparams`` plus the vocabulary's mirror table for models with a test-time flip."""
+def with_test_flip(name: str, hparams: dict[str, Any], class_names: list[str],
+                   flip_test: bool | None = None) -> dict[str, Any]:
+    """``hparams`` of model ``name`` with the vocabulary's mirror table (models with a test-time
+    flip) and, unless ``flip_test`` is None, the flip switched on or off."""
     if "mirror_classes" not in constructor_parameters(name):
+        if flip_test is not None:
+            raise InvalidInputError(f"a {name} model has no test-time flip")
         return hparams
-    return {**hparams, "mirror_classes": mirror_classes(class_names)}
+    switched = {} if flip_test is None else {"flip_test": flip_test}
+    return {**hparams, "mirror_classes": mirror_classes(class_names), **switched}
 
 
 def summarize_names(names: set[str]) -> str:

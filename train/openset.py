@@ -91,15 +91,11 @@ def calibrate_checkpoint(checkpoint: str | Path, data: dict[str, Any], keep: flo
     from star_har.model import load_checkpoint, save_checkpoint
     from star_har.model.registry import constructor_parameters
     from star_har.train.datasets import load_splits
-    from star_har.train.engine import window_outputs, with_mirror_classes
+    from star_har.train.engine import window_outputs, with_test_flip
     from star_har.train.windows import WindowDataset
 
     ck = load_checkpoint(checkpoint)
-    if flip_test is not None:
-        if "flip_test" not in constructor_parameters(ck.model_name):
-            raise InvalidInputError(f"a {ck.model_name} model has no test-time flip")
-        hparams = with_mirror_classes(ck.model_name, {**ck.hparams, "flip_test": flip_test}, ck.class_names)
-        ck = dataclasses.replace(ck, hparams=hparams)
+    ck = dataclasses.replace(ck, hparams=with_test_flip(ck.model_name, ck.hparams, ck.class_names, flip_test))
     train, val, _ = load_splits(data)
     train, val = ([s for s in part if s.label in ck.class_names] for part in (train, val))
     if not val:
