@@ -11,7 +11,7 @@ trainer, the exporters and the real-time engine need to use the model without ot
       "joint_layout": "penn13",
       "sampling": {"frames_per_window": 16, "window_seconds": 1.6},
       "state_dict": {...},
-      "meta": {...free-form: training command, metrics, dataset, "input_size": [H, W] of RGB models...},
+      "meta": {...free-form: training command, metrics, dataset, "input_size": [H, W] and "crop_region" of RGB models...},
     }
 """
 
@@ -77,6 +77,12 @@ class Checkpoint:
             return None
         size = self.meta.get("input_size") or DEFAULT_INPUT_SIZE
         return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
+
+    @property
+    def crop_region(self) -> str:
+        """Around which joints the RGB crops are cut (:data:`~star_har.model.crop.CROP_REGIONS`;
+        ``meta["crop_region"]``, else the whole body)."""
+        return str(self.meta.get("crop_region", "body"))
 
     def build(self, strict: bool = True) -> nn.Module:
         """Rebuild the model and load the weights (in eval mode); :class:`CheckpointError` (one

@@ -10,6 +10,11 @@ Since the crop follows the person, an RGB model sees their movement across the f
 pixels nor in the keypoints (mapped into the crop); pose-only models get the whole frame's
 keypoints. The crops are resized to the model's input size and the keypoints mapped into their pixels.
 
+The box is drawn around the joints of a *crop region* (:data:`CROP_REGIONS`): the whole body, or the
+upper body for actions told apart at the hands and face (a phone, a cup, glasses: at 64 px a
+whole-body crop leaves the head a few pixels wide); a checkpoint records the region it was trained
+on (``meta["crop_region"]``) and the live ring buffer crops the same way.
+
 Before cropping, each frame is reduced to a working copy (by an integer factor, keeping its shorter
 side at least ``WORKING_FACTOR`` x the input size): the ring buffer keeps such copies (a full-HD frame
 per buffer entry would cost gigabytes), and training reduces the same way, so both crop from
@@ -21,13 +26,36 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from star_har.errors import InvalidInputError
 from star_har.model.backbone import KINETICS_MEAN, normalize_video
+from star_har.model.skeleton import get_layout
 
 WORKING_FACTOR = 3        # working copy: shorter side >= 3 x the model's input size
 CROP_MARGIN = 0.25        # added on each side, as a fraction of the joints' box
 MIN_BOX_FRACTION = 0.25   # the box is at least this share of the frame's height (a lone joint)
 MIN_CONFIDENCE = 0.2      # joints at or below this confidence do not shape the box
 _PAD_BGR = tuple(round(255 * m) for m in reversed(KINETICS_MEAN))
+
+#: The joints each crop region's box is drawn around (None: every joint of the layout).
+CROP_REGIONS: dict[str, tuple[str, ...] | None] = {
+    "body": None,
+    "upper_body": ("head", "nose", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+                   "left_wrist", "right_wrist", "left_hand", "right_hand"),
+}
+
+
+def crop_joints(region: str, layout: str) -> np.ndarray | None:
+    """Indices into ``layout`` of the joints the ``region``'s box is drawn around (None: all)."""
+    if region not in CROP_REGIONS:
+        raise InvalidInputError(f"unknown crop region {region!r}; known: {', '.join(CROP_REGIONS)}")
+    names = CROP_REGIONS[region]
+    if names is None:
+        return None
+    joints = get_layout(layout)
+    indices = [joints.index(name) for name in names if name in joints.joint_names]
+    if not indices:
+        raise InvalidInputError(f"layout {layout} has none of the {region} crop's joints")
+    return np.array(indices, np.int64)
 
 
 def working_frame(image: np.ndarray, keypoints: np.ndarray, size: tuple[int, int]
@@ -45,7 +73,8 @@ def working_frame(image: np.ndarray, keypoints: np.ndarray, size: tuple[int, int
 
 
 def person_boxes(keypoints: np.ndarray, frame_size: tuple[int, int], size: tuple[int, int],
-                 jitter: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+                 jitter: float = 0.0, rng: np.random.Generator | None = None,
+                 box_joints: np.ndarray | None = None) -> np.ndarray:
     """Crop boxes ``(T, 4)`` int ``(x0, y0, width, height)`` in pixels (they may reach past the frame)
     for one window: one size for the whole window, the centre moving along a straight line.
 
@@ -58,8 +87,11 @@ def person_boxes(keypoints: np.ndarray, frame_size: tuple[int, int], size: tuple
     visible joint is inside. Without a visible joint the box is the whole frame, padded to that
     aspect ratio. ``jitter`` > 0 (training: the paper's random crops) scales the boxes by up to
     ``1 +- jitter`` and shifts them by up to ``jitter`` x their size, drawn from ``rng``.
+    ``box_joints``: only these joints shape the box (:func:`crop_joints`; None: all).
     """
     frame_h, frame_w = frame_size
+    if box_joints is not None:
+        keypoints = keypoints[:, box_joints]
     num_frames = len(keypoints)
     aspect = size[1] / size[0]                                    # width / height of the box
     visible = (keypoints[..., 2] > MIN_CONFIDENCE) & np.isfinite(keypoints[..., :2]).all(-1)
@@ -121,7 +153,9 @@ def crop_window(frames: np.ndarray, keypoints: np.ndarray, size: tuple[int, int]
 
 
 def person_crop(frames: np.ndarray, keypoints: np.ndarray, size: tuple[int, int], jitter: float = 0.0,
-                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+                rng: np.random.Generator | None = None, box_joints: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`person_boxes` then :func:`crop_window` for one window of working frames ``(T, H, W, 3)``
     BGR and keypoints ``(T, J, 3)`` in their pixels -> (video ``(3, T, H', W')``, keypoints)."""
-    return crop_window(frames, keypoints, size, person_boxes(keypoints, frames.shape[1:3], size, jitter, rng))
+    boxes = person_boxes(keypoints, frames.shape[1:3], size, jitter, rng, box_joints)
+    return crop_window(frames, keypoints, size, boxes)

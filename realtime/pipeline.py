@@ -49,6 +49,7 @@ import numpy as np
 from star_har.errors import StarHarError
 from star_har.model import Checkpoint, load_checkpoint
 from star_har.model.checkpoint import DEFAULT_INPUT_SIZE
+from star_har.model.crop import crop_joints
 from star_har.model.openset import OpenSet
 from star_har.realtime import DEFAULT_CHECKPOINT
 from star_har.realtime.capture import CaptureThread, Frame, FrameSource, open_source
@@ -152,7 +153,8 @@ class Pipeline:
         self.metrics.watch_queue("windows", self.windows)
         self.hop = hop_frames(config.hop_seconds, self.source.fps)
         self.ring = RingBuffer(self.sampling, self.hop, needs_frames=bool(engine.needs_frames),
-                               input_size=engine.input_size or DEFAULT_INPUT_SIZE)
+                               input_size=engine.input_size or DEFAULT_INPUT_SIZE,
+                               box_joints=crop_joints(self.checkpoint.crop_region, self.layout))
         self.postprocess = PostProcessor(self.class_names, config.threshold, config.smoothing,
                                          config.top_k, config.min_person_fraction,
                                          open_set=OpenSet.from_meta(self.checkpoint.meta))

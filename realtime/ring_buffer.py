@@ -89,17 +89,18 @@ class RingBuffer:
     """Fixed-capacity buffer of recent frames that cuts :class:`Window` s.
 
     sampling: the checkpoint's temporal sampling. hop: stream frames between two windows.
-    needs_frames: keep images for an RGB model, cropped around the person to ``input_size`` (H, W).
+    needs_frames: keep images for an RGB model, cropped around the person to ``input_size`` (H, W),
+    the box drawn around the ``box_joints`` (:func:`~star_har.model.crop.crop_joints`; None: all).
     capacity: entries kept; by default enough for one window at ``max_fps`` frames per second.
     """
 
     def __init__(self, sampling: TemporalSampling, hop: int = 9, needs_frames: bool = False,
                  input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, capacity: int | None = None,
-                 max_fps: float = 120.0) -> None:
+                 max_fps: float = 120.0, box_joints: np.ndarray | None = None) -> None:
         if hop < 1:
             raise InvalidInputError(f"hop must be at least 1 frame, got {hop}")
         self.sampling, self.hop = sampling, hop
-        self.needs_frames, self.input_size = needs_frames, tuple(input_size)
+        self.needs_frames, self.input_size, self.box_joints = needs_frames, tuple(input_size), box_joints
         self.span = sampling.frame_interval * (sampling.frames_per_window - 1)
         self.capacity = capacity or max(sampling.frames_per_window, math.ceil(self.span * max_fps) + 2)
         self._entries: deque[_Entry] = deque(maxlen=self.capacity)
@@ -183,7 +184,8 @@ class RingBuffer:
         picked = [self._entries[p] for p in positions]
         frames, keypoints = None, np.stack([e.keypoints for e in picked])
         if self.needs_frames:
-            frames, keypoints = person_crop(np.stack([e.image for e in picked]), keypoints, self.input_size)
+            frames, keypoints = person_crop(np.stack([e.image for e in picked]), keypoints, self.input_size,
+                                           box_joints=self.box_joints)
         return Window(
             frames=frames,
             keypoints=keypoints,

@@ -17,7 +17,7 @@ CLASS_NAMES = ["clap", "jump", "squat", "wave"]
 
 
 def tiny_checkpoint(path: Path, modality: str = "pose", sampling: TemporalSampling = TemporalSampling(16, 1.6),
-                    seed: int = 0, novelty: bool = False) -> Path:
+                    seed: int = 0, novelty: bool = False, meta: dict | None = None) -> Path:
     """A random-weight STAR checkpoint small enough to run in a few ms (``novelty``: with a
     novelty head fitted to random features)."""
     torch.manual_seed(seed)
@@ -26,7 +26,7 @@ def tiny_checkpoint(path: Path, modality: str = "pose", sampling: TemporalSampli
     if novelty:
         net.novelty_head.fit(torch.randn(200, 32), torch.arange(200) % len(CLASS_NAMES))
     save_checkpoint(path, net, model_name="star", class_names=CLASS_NAMES, joint_layout="penn13",
-                    sampling=sampling)
+                    sampling=sampling, meta=meta)
     return path
 
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from star_har.model import CheckpointError, TemporalSampling, build_model, load_checkpoint, save_checkpoint
+from star_har.train.engine import crop_meta
 
 CLASSES = ["wave", "jump", "sit"]
 
@@ -27,6 +28,21 @@ def test_round_trip_restores_weights_config_and_metadata(tmp_path):
     with torch.no_grad():
         assert torch.equal(net(None, kp).logits, rebuilt(None, kp).logits)
     assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary file
+
+
+def test_rgb_crops_are_read_from_the_training_config_into_the_checkpoint(tmp_path):
+    """The crop size and region an RGB model was trained on travel in its checkpoint (the ring
+    buffer cuts the same crops live); pose models record none."""
+    data = {"image_size": 64, "crop_region": "upper_body"}
+    assert crop_meta({"data": data}, "pose") == {}
+    meta = crop_meta({"data": data}, "rgb+pose")
+    net = build_model("star", 3, modality="rgb+pose", dim=32, depth=1, num_heads=2)
+    save_checkpoint(tmp_path / "rgb.pt", net, model_name="star", class_names=CLASSES, joint_layout="penn13",
+                    sampling=TemporalSampling(16, 1.6), meta=meta)
+    ck = load_checkpoint(tmp_path / "rgb.pt")
+    assert (ck.input_size, ck.crop_region) == ((64, 64), "upper_body")
+    _save(tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").crop_region == "body"   # checkpoints from before: the whole body
 
 
 def test_missing_corrupt_and_foreign_files_give_one_line_errors(tmp_path):

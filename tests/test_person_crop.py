@@ -6,17 +6,20 @@ import cv2
 import numpy as np
 import pytest
 
+from star_har.errors import InvalidInputError
 from star_har.model import TemporalSampling
 from star_har.model.backbone import KINETICS_MEAN, KINETICS_STD
 from star_har.model.crop import (
     CROP_MARGIN,
     MIN_BOX_FRACTION,
     WORKING_FACTOR,
+    crop_joints,
     crop_window,
     person_boxes,
     person_crop,
     working_frame,
 )
+from star_har.model.skeleton import get_layout
 from star_har.realtime.capture import Frame
 from star_har.realtime.ring_buffer import RingBuffer
 from star_har.train.datasets.base import Sequence
@@ -118,7 +121,27 @@ def test_working_copies_bound_the_frame_size_and_carry_the_keypoints():
     assert same is small and kept is moved
 
 
-def test_training_windows_and_the_ring_buffer_give_the_same_tensors(tmp_path):
+def test_the_upper_body_crop_is_drawn_around_the_arms_and_head_only():
+    layout = get_layout("penn13")
+    upper = crop_joints("upper_body", "penn13")
+    assert [layout.joint_names[i] for i in upper] == ["head", "left_shoulder", "right_shoulder", "left_elbow",
+                                                      "right_elbow", "left_wrist", "right_wrist"]
+    assert crop_joints("body", "penn13") is None
+    assert len(crop_joints("upper_body", "body16")) == 10        # + nose and hands
+    kps = person(200, 50, 300, 450)                             # a person 400 px tall
+    legs = [layout.index(n) for n in ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")]
+    kps[:, upper, 1] = np.linspace(50, 150, len(upper))         # head and arms in the top 100 px
+    kps[:, legs, 1] = 450.0
+    body = person_boxes(kps, (480, 640), (112, 112))[0]
+    top = person_boxes(kps, (480, 640), (112, 112), box_joints=upper)[0]
+    assert top[3] < body[3] / 2                                 # the legs no longer shape the box
+    assert top[1] <= 50 and top[1] + top[3] >= 150              # and it still holds every upper-body joint
+    with pytest.raises(InvalidInputError, match="unknown crop region 'legs'"):
+        crop_joints("legs", "penn13")
+
+
+@pytest.mark.parametrize("region", ["body", "upper_body"])
+def test_training_windows_and_the_ring_buffer_give_the_same_tensors(tmp_path, region):
     """Same frames + keypoints in -> the same model input out, in training and live."""
     rng = np.random.default_rng(0)
     folder = tmp_path / "frames"
@@ -133,11 +156,13 @@ def test_training_windows_and_the_ring_buffer_give_the_same_tensors(tmp_path):
     kps[:, 3, 2] = 0.0  # one invisible joint
     sampling = TemporalSampling(8, 0.8)  # a frame every 0.1 s = every 3rd source frame
     seq = Sequence("clip", "wave", kps, "penn13", fps, 320.0, 240.0, frames=folder)
-    dataset = WindowDataset([seq], ["wave"], "penn13", sampling, None, modality="rgb+pose", image_size=48)
+    dataset = WindowDataset([seq], ["wave"], "penn13", sampling, None, modality="rgb+pose", image_size=48,
+                            crop_region=region)
     item = dataset[0]
     indices = dataset.windows[0][1]
 
-    ring = RingBuffer(sampling, hop=1, needs_frames=True, input_size=(48, 48))
+    ring = RingBuffer(sampling, hop=1, needs_frames=True, input_size=(48, 48),
+                      box_joints=crop_joints(region, "penn13"))
     windows = [ring.push(Frame(i, i / fps, cv2.imread(str(folder / f"{i + 1:06d}.png")), 0.0), kps[i], True)
                for i in range(indices[-1] + 1)]
     live = windows[-1]

@@ -14,6 +14,7 @@ import pytest
 
 from star_har.cli import main
 from star_har.model import load_checkpoint
+from star_har.model.crop import crop_joints
 from star_har.realtime.capture import Frame
 from star_har.realtime.engines import create_engine
 from star_har.realtime.pipeline import Pipeline, PipelineConfig
@@ -180,13 +181,16 @@ def test_soak_thousands_of_frames_stay_bounded(checkpoint_path, live):
     assert np.isfinite(summary["latency_ms"]["p95"])
 
 
-def test_rgb_model_gets_normalised_frames(tmp_path):
-    path = tiny_checkpoint(tmp_path / "tiny_rgb.pt", modality="rgb+pose")
+@pytest.mark.parametrize("region", ["body", "upper_body"])
+def test_rgb_model_gets_normalised_frames(tmp_path, region):
+    path = tiny_checkpoint(tmp_path / "tiny_rgb.pt", modality="rgb+pose", meta={"crop_region": region})
     engine = create_engine(load_checkpoint(path), engine="torch", device="cpu")
     assert engine.needs_frames
     predictions = []
     pipeline = Pipeline(PipelineConfig(checkpoint=path, hop_seconds=8 / 30, threshold=0.0), engine=engine, pose=FakePose(),
                         source=SyntheticSource(64), on_prediction=predictions.append)
+    expected = crop_joints(region, "penn13")  # the checkpoint's crop region, as training cut it
+    assert (pipeline.ring.box_joints is None) if expected is None else (pipeline.ring.box_joints == expected).all()
     pipeline.start()
     assert pipeline.wait(120)
     pipeline.join()

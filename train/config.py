@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from star_har.errors import InvalidInputError, MissingFileError
+from star_har.model.crop import CROP_REGIONS
 from star_har.train.datasets import KINDS
 
 # The model and augmentation modules (torch) are imported where a section is checked, so that the
@@ -53,6 +54,7 @@ class DataConfig(_Section):
     repeats: int = Field(1, ge=1)                  # random windows per sequence and epoch
     eval_windows: int = Field(5, ge=1)             # windows averaged per sequence in evaluation
     image_size: int = Field(112, ge=8)
+    crop_region: str = "body"                      # RGB crops: around the whole body or the upper_body (model/crop.py)
     pose_model: PathStr | None = None              # clips: MediaPipe .task bundle
     pose_cache: PathStr | None = None              # clips: folder for extracted poses (default: the star-har cache)
     dims: Literal["2d", "3d"] = "3d"               # msr_action3d: 3-D metres or 2-D depth-image pixels
@@ -60,6 +62,13 @@ class DataConfig(_Section):
     sources: dict[str, DataConfig] | None = None   # everyday: {name: that dataset's data section}
     merge: dict[str, list[str]] | None = None      # everyday: {class: [source class, ...]} one vocabulary
     background: list[str] | None = None            # everyday: classes trained as one background class
+
+    @field_validator("crop_region")
+    @classmethod
+    def _known_crop_region(cls, region: str) -> str:
+        if region not in CROP_REGIONS:
+            raise ValueError(f"unknown crop region {region!r}; known: {', '.join(CROP_REGIONS)}")
+        return region
 
     @field_validator("kind")
     @classmethod

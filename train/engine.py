@@ -363,10 +363,11 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
     data = cfg["data"]
     augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()})
     train_set = WindowDataset(train_seqs, class_names, layout, sampling, augment, repeats=int(data["repeats"]),
-                              modality=modality, image_size=int(data["image_size"]), seed=int(cfg["seed"]))
+                              modality=modality, image_size=int(data["image_size"]), seed=int(cfg["seed"]),
+                              crop_region=data["crop_region"])
     val_set = WindowDataset(val_seqs, class_names, layout, sampling, None,
                             windows_per_sequence=int(data["eval_windows"]), modality=modality,
-                            image_size=int(data["image_size"]))
+                            image_size=int(data["image_size"]), crop_region=data["crop_region"])
     sampler = ShardedBatchSampler(len(train_set), int(cfg["batch_size"]), rank, world, int(cfg["seed"]))
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=int(cfg["num_workers"]))
 
@@ -492,7 +493,7 @@ def _log_epoch(record: dict, history: list[dict], writer, out: Path, improved: b
 def crop_meta(cfg: dict[str, Any], modality: str) -> dict[str, Any]:
     """The checkpoint ``meta`` entry of the crops an RGB model is trained on (nothing for pose)."""
     size = int(cfg["data"]["image_size"])
-    return {"input_size": [size, size]} if modality != "pose" else {}
+    return {"input_size": [size, size], "crop_region": cfg["data"]["crop_region"]} if modality != "pose" else {}
 
 
 def _meta(cfg: dict[str, Any], command: str | None, best: dict, elapsed: float, num_params: int,

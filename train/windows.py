@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from star_har.errors import InvalidInputError
 from star_har.model import Checkpoint, TemporalSampling, convert_keypoints
 from star_har.model.checkpoint import DEFAULT_INPUT_SIZE
-from star_har.model.crop import person_crop, working_frame
+from star_har.model.crop import crop_joints, person_crop, working_frame
 from star_har.model.vocabulary import mirror_classes
 from star_har.train.augment import AugmentConfig, augment_keypoints
 from star_har.train.camera import CameraRanges, render_window
@@ -79,7 +79,8 @@ class WindowDataset(Dataset):
     def __init__(self, sequences: list[Sequence], class_names: list[str], layout: str,
                  sampling: TemporalSampling, augment: AugmentConfig | None = None,
                  windows_per_sequence: int = 1, repeats: int = 1, modality: str = "pose",
-                 image_size: int = 112, seed: int = 0, cameras: CameraRanges = CameraRanges()) -> None:
+                 image_size: int = 112, seed: int = 0, cameras: CameraRanges = CameraRanges(),
+                 crop_region: str = "body") -> None:
         index = {name: i for i, name in enumerate(class_names)}
         unknown = sorted({s.label for s in sequences} - set(index))
         if unknown:
@@ -98,6 +99,7 @@ class WindowDataset(Dataset):
         self.mirror = mirror_classes(class_names)
         self.layout, self.sampling, self.augment = layout, sampling, augment
         self.modality, self.image_size, self.seed = modality, image_size, seed
+        self.box_joints = crop_joints(crop_region, layout)
         self.repeats = repeats
         self.epoch = 0
         self.windows = None if augment is not None else [
@@ -107,11 +109,12 @@ class WindowDataset(Dataset):
     @classmethod
     def for_checkpoint(cls, checkpoint: Checkpoint, sequences: list[Sequence], windows_per_sequence: int,
                        class_names: list[str] | None = None) -> WindowDataset:
-        """Evaluation windows in the inputs ``checkpoint`` takes (its layout, sampling, modality and
-        crop size); ``class_names`` default to the checkpoint's."""
+        """Evaluation windows in the inputs ``checkpoint`` takes (its layout, sampling, modality,
+        crop size and region); ``class_names`` default to the checkpoint's."""
         return cls(sequences, checkpoint.class_names if class_names is None else class_names,
                    checkpoint.joint_layout, checkpoint.sampling, None, windows_per_sequence=windows_per_sequence,
-                   modality=checkpoint.hparams.get("modality", "pose"), image_size=(checkpoint.input_size or DEFAULT_INPUT_SIZE)[0])
+                   modality=checkpoint.hparams.get("modality", "pose"), image_size=(checkpoint.input_size or DEFAULT_INPUT_SIZE)[0],
+                   crop_region=checkpoint.crop_region)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -136,7 +139,7 @@ class WindowDataset(Dataset):
             size = (self.image_size, self.image_size)
             work = [working_frame(image, kp, size) for image, kp in zip(read_frames(seq.frames, indices), keypoints)]
             video, keypoints = person_crop(np.stack([w[0] for w in work]), np.stack([w[1] for w in work]), size,
-                                           CROP_JITTER if rng is not None else 0.0, rng)
+                                           CROP_JITTER if rng is not None else 0.0, rng, self.box_joints)
             if flip:
                 video = video[..., ::-1]
             out["frames"] = torch.from_numpy(np.ascontiguousarray(video))
