@@ -25,7 +25,6 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from star_har.errors import InvalidInputError, MissingFileError
-from star_har.model.crop import CROP_REGIONS
 from star_har.train.datasets import KINDS
 
 # The model and augmentation modules (torch) are imported where a section is checked, so that the
@@ -66,6 +65,8 @@ class DataConfig(_Section):
     @field_validator("crop_region")
     @classmethod
     def _known_crop_region(cls, region: str) -> str:
+        from star_har.model.crop import CROP_REGIONS  # cv2 and torch: not while building the CLI parser
+
         if region not in CROP_REGIONS:
             raise ValueError(f"unknown crop region {region!r}; known: {', '.join(CROP_REGIONS)}")
         return region
