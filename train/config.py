@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
 from star_har.errors import InvalidInputError, MissingFileError
 from star_har.train.datasets import KINDS
@@ -62,21 +71,15 @@ class DataConfig(_Section):
     merge: dict[str, list[str]] | None = None      # everyday: {class: [source class, ...]} one vocabulary
     background: list[str] | None = None            # everyday: classes trained as one background class
 
-    @field_validator("crop_region")
+    @field_validator("kind", "crop_region")
     @classmethod
-    def _known_crop_region(cls, region: str) -> str:
+    def _known_name(cls, value: str, info: ValidationInfo) -> str:
         from star_har.model.crop import CROP_REGIONS  # cv2 and torch: not while building the CLI parser
 
-        if region not in CROP_REGIONS:
-            raise ValueError(f"unknown crop region {region!r}; known: {', '.join(CROP_REGIONS)}")
-        return region
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, kind: str) -> str:
-        if kind not in KINDS:
-            raise ValueError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
-        return kind
+        what, known = {"kind": ("dataset kind", KINDS), "crop_region": ("crop region", CROP_REGIONS)}[info.field_name]
+        if value not in known:
+            raise ValueError(f"unknown {what} {value!r}; known: {', '.join(known)}")
+        return value
 
 
 DataConfig.model_rebuild()  # sources nest DataConfig
