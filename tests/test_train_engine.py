@@ -79,9 +79,10 @@ def test_short_training_reaches_high_accuracy(npz_data, tmp_path):
     assert not torch.equal(ck.state_dict["head.1.weight"], tuned.state_dict["head.1.weight"])
 
 
-def test_resume_equals_uninterrupted(npz_data, tmp_path):
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resume_equals_uninterrupted(npz_data, tmp_path, ema_decay):
     def config(out, **extra):
-        cfg = tiny_config(npz_data, out, epochs=3, **extra)
+        cfg = tiny_config(npz_data, out, epochs=3, ema_decay=ema_decay, **extra)
         cfg["model"]["dropout"] = 0.2  # resume must restore the dropout RNG too
         return cfg
 
@@ -98,6 +99,44 @@ def test_resume_equals_uninterrupted(npz_data, tmp_path):
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     assert full["best"]["epoch"] == resumed["best"]["epoch"]
+    if ema_decay is None:
+        assert "ema" not in a
+        return
+    assert a["ema"]["updates"] == b["ema"]["updates"] > 0
+    for key, value in a["ema"]["module"].items():
+        assert torch.equal(value, b["ema"]["module"][key]), key
+
+
+def test_the_weight_average_is_what_is_validated_and_saved(npz_data, tmp_path):
+    train(tiny_config(npz_data, tmp_path / "run", epochs=1, ema_decay=0.9), progress=False)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    best = load_checkpoint(tmp_path / "run" / "best.pt").state_dict  # epoch 1 is the best so far
+    assert all(torch.equal(best[key], value) for key, value in state["ema"]["module"].items())
+    assert any(not torch.equal(best[key], value) for key, value in state["model"].items())
+
+
+def test_weight_average_follows_the_weights_with_a_warm_up():
+    from star_har.train.ema import WeightAverage
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(net, decay=0.99)
+    assert not any(p.requires_grad for p in average.module.parameters()) and not average.module.training
+    start = average.module[0].weight.clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    net[1].num_batches_tracked.fill_(7)
+    average.update(net)  # first decay min(0.99, 1 / 10) = 0.1: the average moves 90 % of the way
+    assert torch.allclose(average.module[0].weight, start + 0.9)
+    assert average.module[1].num_batches_tracked.item() == 7  # integer buffers are copied
+    for _ in range(2000):
+        average.update(net)
+    assert average.current_decay() == 0.99
+    assert torch.allclose(average.module[0].weight, net[0].weight)
+    restored = WeightAverage(net, decay=0.99)
+    restored.load_state_dict(average.state_dict())
+    assert restored.updates == average.updates == 2001
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(net, decay=1.0)
 
 
 def _free_port() -> int:

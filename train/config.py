@@ -106,6 +106,7 @@ class TrainConfig(_Section):
     batch_size: int = Field(32, ge=1)              # global: split over processes under torchrun
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0)     # max gradient norm; null disables clipping
+    ema_decay: float | None = Field(None, gt=0, lt=1)  # validate and save a moving average of the weights (train/ema.py)
     amp: bool = True                               # fp16 mixed precision, used on CUDA only
     cpu_bf16: bool = False                         # bf16 autocast on a CPU (AVX-512 BF16): RGB models ~40 % faster
     num_workers: int = Field(0, ge=0)

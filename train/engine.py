@@ -39,6 +39,7 @@ from star_har.model.vocabulary import mirror_classes
 from star_har.train.augment import AugmentConfig
 from star_har.train.config import config_changes, validate_config
 from star_har.train.datasets import load_splits
+from star_har.train.ema import WeightAverage
 from star_har.train.metrics import plot_confusion, plot_curves, summarize
 from star_har.train.windows import WindowDataset
 
@@ -379,6 +380,8 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
     autocast = autocast_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=autocast == torch.float16)  # bf16 needs no loss scaling
     model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    average = WeightAverage(net, float(cfg["ema_decay"])) if cfg.get("ema_decay") else None
+    evaluated = average.module if average is not None else net  # what is validated and saved
     num_params = sum(p.numel() for p in net.parameters())
 
     history: list[dict] = []
@@ -389,6 +392,8 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
+        if average is not None:
+            average.load_state_dict(state["ema"])
         history, best, start_epoch, elapsed = state["history"], state["best"], state["epoch"], state["elapsed"]
         _set_rng_state(state["rng"])
         log.info("resumed from %s at epoch %d", state_path, start_epoch)
@@ -424,6 +429,8 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if average is not None:
+                average.update(net)
             totals += torch.tensor([loss.item() * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)],
                                    dtype=torch.float64)
             bar.set_postfix(loss=f"{totals[0] / totals[2]:.3f}", acc=f"{totals[1] / totals[2]:.3f}")
@@ -433,7 +440,7 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
                   "train_loss": float(totals[0] / totals[2]), "train_acc": float(totals[1] / totals[2])}
         stop = torch.zeros(1)
         if rank == 0:
-            record.update(_validate(net, val_set, class_names, cfg, device, autocast, progress))
+            record.update(_validate(evaluated, val_set, class_names, cfg, device, autocast, progress))
             elapsed += time.time() - tic  # wall time of the epoch, validation included
             record["time_s"] = round(elapsed, 1)
             history.append(record)
@@ -441,13 +448,14 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
             if improved:
                 best = {k: v for k, v in record.items() if k != "val_report"}
                 meta = _meta(cfg, command, best, elapsed, num_params, len(train_seqs), len(val_seqs), modality)
-                save_checkpoint(out / BEST_FILE, net, model_name=model_name, class_names=class_names,
+                save_checkpoint(out / BEST_FILE, evaluated, model_name=model_name, class_names=class_names,
                                 joint_layout=layout, sampling=sampling, meta=meta)
             _log_epoch(record, history, writer, out, improved)
             atomic_torch_save({"epoch": epoch + 1, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                                "history": history, "best": best, "elapsed": elapsed, "rng": _rng_state(),
-                               "config": cfg}, state_path)
+                               "config": cfg, **({"ema": average.state_dict()} if average is not None else {})},
+                              state_path)
             per_epoch = elapsed / (epoch + 1 - start_epoch) if epoch + 1 > start_epoch else 0
             if limit and elapsed + per_epoch > float(limit) * 60 and epoch + 1 < epochs:
                 log.info("stopping after epoch %d: the next would overrun time_limit_minutes=%s", epoch + 1, limit)
