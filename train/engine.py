@@ -335,9 +335,10 @@ def train(cfg: dict[str, Any], resume: bool = False, command: str | None = None,
     """Train as configured; returns the summary (also ``summary.json`` in the output folder).
 
     Writes to ``cfg['output']``: ``last.pt`` (full training state, every epoch), ``best.pt`` (a
-    star-har checkpoint, best validation single-window top-1), ``log.csv``, ``tensorboard/``,
-    ``curves.png``, ``confusion.png``, ``summary.json``; and nowhere else but ``export`` (a copy
-    of the final best.pt), which only the caller names, never a config file.
+    star-har checkpoint, best validation single-window top-1; with ``ema_decay``, of the weight
+    average), ``log.csv``, ``tensorboard/``, ``curves.png``, ``confusion.png``, ``summary.json``; and
+    nowhere else but ``export`` (a copy of the final best.pt), which only the caller names, never a
+    config file.
     """
     cfg = validate_config(cfg)
     rank, world, device, started = _distributed()
