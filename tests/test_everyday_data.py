@@ -184,6 +184,18 @@ def test_a_source_without_subjects_splits_by_its_own_fraction(tmp_path):
     assert not {s.name for s in train} & set(held_out)
 
 
+def test_skipped_classes_stay_unseen_in_both_splits(tmp_path):
+    data = _everyday_data(tmp_path)
+    data["sources"]["msr_action3d"]["skip_classes"] = ["forward_punch"]
+    train, val, classes = load_splits(data)
+    assert "forward_punch" not in classes
+    assert "forward_punch" not in {s.label for s in train + val}
+    assert len([s for s in train + val if s.source == "msr_action3d"]) == 4  # 2 classes x 2 subjects
+    data["sources"]["msr_action3d"]["skip_classes"] = ["forward_kick"]
+    with pytest.raises(InvalidInputError, match="skip_classes: no class forward_kick"):
+        load_splits(data)
+
+
 def test_everyday_errors_name_the_problem(tmp_path):
     data = _everyday_data(tmp_path)
     data["merge"]["wave"].append("clap")

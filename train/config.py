@@ -70,6 +70,7 @@ class DataConfig(_Section):
     sources: dict[str, DataConfig] | None = None   # everyday: {name: that dataset's data section}
     merge: dict[str, list[str]] | None = None      # everyday: {class: [source class, ...]} one vocabulary
     background: list[str] | None = None            # everyday: classes trained as one background class
+    skip_classes: list[str] | None = None          # everyday source: classes left out (unseen: open-set tests)
 
     @field_validator("kind", "crop_region")
     @classmethod

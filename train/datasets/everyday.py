@@ -8,7 +8,9 @@ and ``split_seed`` instead (a stratified split by video, the one its single-data
 that mean the same thing (``wave: [wave_hand, wave, high_arm_wave]``); classes not listed keep
 their names, and identical names from two sources are one class anyway. Classes listed in
 ``data.background`` are trained as the single :data:`~model.openset.BACKGROUND` class: actions
-outside the vocabulary that the model should learn to answer "none of mine" to.
+outside the vocabulary that the model should learn to answer "none of mine" to. A source's
+``skip_classes`` are left out of both splits, so the model never sees them: held back as actions
+that are really unknown, to measure the open set on.
 Every sequence records its ``source``, for per-source metrics.
 """
 
@@ -47,6 +49,11 @@ def load_everyday(data: dict[str, Any]) -> list[Sequence]:
         if not options.get("root") or options.get("kind") in (None, "everyday"):
             raise InvalidInputError(f"data.sources.{name} needs a root and a dataset kind other than everyday")
         loaded = load_sequences(options, options["root"])
+        skipped = set(source.get("skip_classes") or ())
+        unknown = sorted(skipped - {seq.label for seq in loaded})
+        if unknown:
+            raise InvalidInputError(f"data.sources.{name}.skip_classes: no class {', '.join(unknown)} in {options['root']}")
+        loaded = [seq for seq in loaded if seq.label not in skipped]
         if options.get("val_subjects"):
             train, val = subject_split(loaded, options["val_subjects"])
         elif "val_fraction" in source:  # the top section's default fraction is not the source's choice
