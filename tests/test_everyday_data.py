@@ -13,6 +13,7 @@ from star_har.errors import InvalidInputError
 from star_har.model import TemporalSampling, convert_keypoints
 from star_har.model.openset import BACKGROUND
 from star_har.train.camera import CameraRanges, VirtualCamera, recorded_view, render_window
+from star_har.train.config import DEFAULTS, validate_config
 from star_har.train.datasets import load_sequences, load_splits
 from star_har.train.datasets.base import stratified_split
 from star_har.train.datasets.kinect import MSR_2D_SIZE, load_msr_action3d, load_utd_mhad
@@ -182,6 +183,17 @@ def test_a_source_without_subjects_splits_by_its_own_fraction(tmp_path):
     expected = stratified_split(load_sequences({"kind": "msr_action3d"}, msr["root"]), 0.5, 3)[1]
     assert held_out == sorted(s.name for s in expected) and len(held_out) == 3  # one video per class
     assert not {s.name for s in train} & set(held_out)
+
+
+def test_a_validated_config_keeps_a_source_without_subjects_whole(tmp_path):
+    # validation fills in defaults: the data section's val_fraction must not become the source's choice
+    data = _everyday_data(tmp_path)
+    del data["sources"]["msr_action3d"]["val_subjects"]
+    config = validate_config({**DEFAULTS, "model": {"name": "star"}, "data": data}, "test config")
+    assert "val_fraction" not in config["data"]["sources"]["msr_action3d"]
+    _, val, _ = load_splits(config["data"])
+    assert not [s for s in val if s.source == "msr_action3d"]
+    assert {s.subject for s in val if s.source == "utd_mhad"} == {"s7"}
 
 
 def test_skipped_classes_stay_unseen_in_both_splits(tmp_path):

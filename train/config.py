@@ -221,6 +221,9 @@ def validate_config(cfg: dict[str, Any], origin: str = "config") -> dict[str, An
     # only what the config sets: the constructor's own defaults stay the model's business
     out["model"] = model.model_dump(exclude_unset=True) | {"name": model_cfg["name"]}
     out["augment"] = augment.model_dump(exclude_unset=True)
+    if top.data.sources:  # a source holds what it sets; the data section's values fill in the rest
+        out["data"]["sources"] = {name: source.model_dump(exclude_unset=True)
+                                  for name, source in top.data.sources.items()}
     return out
 
 
