@@ -1,7 +1,9 @@
 """``star-har bench``: per-window latency of every model on every available engine, model cost
 (parameters, FLOPs), ONNX export time, and the whole pipeline's throughput on a video.
 
-Latency is the median (and 90th percentile) wall time of ``engine.infer`` on one window (batch 1)
+Latency is the median (and 90th percentile) wall time of ``engine.infer`` on one window (batch 1),
+with the importance bars computed as ``importance`` says (the model's own, its gradient, or
+measured occlusion: see :mod:`star_har.realtime.importance`),
 over ``repeats`` calls after a warm-up, including the host <-> device copies and the conversion
 to numpy that the real-time loop pays. Models without a shipped checkpoint use random weights:
 latency does not depend on the weights. FLOPs are counted by
@@ -34,6 +36,7 @@ from star_har.realtime import model_checkpoint
 from star_har.realtime.config import PipelineConfig
 from star_har.realtime.engines import EngineUnavailable, ModelSpec, available_engines, create_engine, resolve_device
 from star_har.realtime.engines.table import precision_name
+from star_har.realtime.importance import OcclusionImportance
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,7 @@ class LatencyRow:
     weights: str
     params_m: float
     gflops: float
+    importance: str = "model"
     median_ms: float = float("nan")
     p90_ms: float = float("nan")
     windows_per_s: float = float("nan")
@@ -177,9 +181,11 @@ def engine_variants(device: str, engines: list[str] | None, compile: bool) -> li
 
 def bench_latency(models: list[BenchModel], device: str, fp16: bool, compile: bool, engines: list[str] | None,
                   repeats: int, warmup: int, frames_per_window: int, cache_dir: Path,
-                  threads: int | None = None, bf16: bool = False) -> list[LatencyRow]:
+                  threads: int | None = None, bf16: bool = False,
+                  importance: tuple[str, ...] = ("model",)) -> list[LatencyRow]:
     rows = []
-    variants = engine_variants(device, engines, compile)
+    variants = [(name, compiled, method) for name, compiled in engine_variants(device, engines, compile)
+                for method in importance]
     progress = tqdm(total=len(models) * len(variants), desc="bench", unit="run", leave=False)
     for bench_model in models:
         checkpoint, weights = bench_model.checkpoint(frames_per_window)
@@ -187,15 +193,19 @@ def bench_latency(models: list[BenchModel], device: str, fp16: bool, compile: bo
         params, gflops = model_cost(checkpoint, spec)
         shape = (f"{spec.frames_per_window}x{spec.input_size[0]}x{spec.input_size[1]} + pose"
                  if spec.needs_frames else f"{spec.frames_per_window}x{spec.input_joints} joints")
-        for name, compiled in variants:
-            progress.set_postfix_str(f"{bench_model.key} {name}{'-compile' if compiled else ''}")
+        for name, compiled, method in variants:
+            progress.set_postfix_str(f"{bench_model.key} {name}{'-compile' if compiled else ''} {method}")
             row = LatencyRow(bench_model.key, name + ("-compile" if compiled else ""), device,
-                             precision_name(fp16, bf16), shape, weights, round(params, 3), round(gflops, 3))
+                             precision_name(fp16, bf16), shape, weights, round(params, 3), round(gflops, 3),
+                             method)
             try:
                 # setup: ONNX export / TensorRT build when uncached, torch.compile, warm-up calls
                 start = time.perf_counter()
                 engine = create_engine(checkpoint, name, device, fp16=fp16, compile=compiled,
-                                       cache_dir=cache_dir, threads=threads, bf16=bf16)
+                                       cache_dir=cache_dir, threads=threads, bf16=bf16,
+                                       gradient_importance=method == "gradient")
+                if method == "occlusion":
+                    engine = OcclusionImportance(engine)
                 engine.warmup(iterations=warmup)
                 row.setup_s = time.perf_counter() - start
                 times = time_engine(engine, spec, repeats)
@@ -288,7 +298,8 @@ def write_report(report: BenchReport, output_dir: Path, stem: str) -> list[Path]
 def render_markdown(report: BenchReport) -> str:
     env = ", ".join(f"{key} {value}" for key, value in report.environment.items())
     parts = [f"Environment: {env}", "", "Per-window latency (batch 1):", "",
-             markdown_table(report.latency, ["model", "weights", "engine", "device", "precision", "input", "params_m",
+             markdown_table(report.latency, ["model", "weights", "engine", "device", "precision", "importance",
+                                             "input", "params_m",
                                              "gflops", "median_ms", "p90_ms", "windows_per_s", "setup_s"])]
     if report.pipeline:
         parts += ["", "Whole pipeline (capture + MediaPipe + ring buffer + model), as fast as possible:", "",
@@ -304,7 +315,7 @@ def run_bench(models: list[str] | None = None, engines: list[str] | None = None,
               frames_per_window: int = 16, threads: int | None = None, video: Path | None = None,
               pose_model: str | None = None, hop_seconds: float = PipelineConfig.default("hop_seconds"),
               cache_dir: Path | None = None, bf16: bool = False,
-              pipeline_model: str = "star-pose") -> BenchReport:
+              pipeline_model: str = "star-pose", importance: tuple[str, ...] = ("model",)) -> BenchReport:
     """Run the benchmark (see the module doc) and return its report."""
     if threads:
         torch.set_num_threads(threads)
@@ -316,7 +327,7 @@ def run_bench(models: list[str] | None = None, engines: list[str] | None = None,
         # A fresh cache by default, so that setup_s includes the ONNX export / engine build.
         cache = Path(cache_dir) if cache_dir else Path(scratch)
         report.latency = bench_latency(chosen, device, fp16, compile, engines, repeats, warmup,
-                                       frames_per_window, cache, threads, bf16)
+                                       frames_per_window, cache, threads, bf16, tuple(importance))
         if piped is not None:
             checkpoint, weights = piped.checkpoint(frames_per_window)
             for name, _ in engine_variants(device, engines, compile=False):

@@ -10,7 +10,7 @@ from star_har.errors import InvalidInputError
 from star_har.realtime import DEFAULT_CHECKPOINT
 
 #: How the importance bars are computed (see :mod:`star_har.realtime.importance`).
-IMPORTANCE_METHODS = ("auto", "model", "occlusion")
+IMPORTANCE_METHODS = ("auto", "model", "gradient", "occlusion")
 
 #: Frame rate assumed for sources that do not report one (cameras, streams, image folders).
 DEFAULT_FPS = 30.0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from star_har.args import positive_int
 from star_har.errors import MissingFileError
+from star_har.realtime.config import IMPORTANCE_METHODS
 from star_har.realtime.engines.table import DEVICES, engine_names, precision_name
 from star_har.realtime.options import add_pipeline_options
 
@@ -31,9 +32,10 @@ def export_command(args: argparse.Namespace) -> int:
                         "(ONNX Runtime's TensorRT provider runs them in fp16 with --fp16 at run time)")
     try:
         if args.format == "onnx":
-            path = export_checkpoint_onnx(checkpoint, spec, args.output)
+            path = export_checkpoint_onnx(checkpoint, spec, args.output, gradient=args.importance == "gradient")
         else:
-            path = export_tensorrt(checkpoint, spec, args.output, fp16=args.fp16, max_batch=args.max_batch)
+            path = export_tensorrt(checkpoint, spec, args.output, fp16=args.fp16, max_batch=args.max_batch,
+                                   gradient=args.importance == "gradient")
     except EngineUnavailable as exc:
         raise UserError(str(exc)) from None
     inputs = f"frames (B, 3, T, {spec.input_size[0]}, {spec.input_size[1]}) + keypoints" if spec.needs_frames else "keypoints"
@@ -60,7 +62,7 @@ def bench_command(args: argparse.Namespace) -> int:
                            compile=args.compile, repeats=repeats, warmup=args.warmup,
                            frames_per_window=args.frames, threads=args.threads, video=args.video,
                            pose_model=args.pose_model, hop_seconds=args.hop_seconds, cache_dir=args.cache_dir,
-                           bf16=args.bf16, pipeline_model=args.pipeline_model)
+                           bf16=args.bf16, pipeline_model=args.pipeline_model, importance=tuple(args.importance))
     except EngineUnavailable as exc:
         raise UserError(str(exc)) from None
     print(render_markdown(report))
@@ -86,6 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--input-size", type=int, metavar="PIXELS",
                         help="RGB models: frame side (multiple of 16; default: the checkpoint's, else 112)")
     export.add_argument("--max-batch", type=positive_int, default=8, help="TensorRT: largest batch (default 8)")
+    export.add_argument("--importance", choices=("model", "gradient"), default="model",
+                        help="what the 'frame_importance' output holds: the model's own (default), or the "
+                             "gradient estimate of occlusion, its backward pass exported in the graph "
+                             "(star-har run --importance gradient)")
     export.set_defaults(handler=export_command)
 
     bench = subparsers.add_parser(
@@ -114,6 +120,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="CPU threads for torch and onnxruntime (default: each library's choice)")
     bench.add_argument("--quick", action="store_true",
                        help="star-pose and star-rgb112 only, at most 5 repeats")
+    bench.add_argument("--importance", nargs="+", choices=IMPORTANCE_METHODS[1:], default=["model"],
+                       metavar="METHOD",
+                       help="how each timed window computes its importance bars: model (its own head or "
+                            "attention; the default), gradient (one backward pass), occlusion (T extra "
+                            "windows); several give one row each, so the cost of each method shows")
     bench.add_argument("--video", help="also measure the whole pipeline on this video file")
     bench.add_argument("--pipeline-model", default="star-pose", metavar="MODEL",
                        help="the configuration the --video pipeline runs (default star-pose, the shipped "

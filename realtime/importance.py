@@ -1,7 +1,9 @@
-"""How the importance bars are computed live: from the model's own output, or by occlusion.
+"""How the importance bars are computed live: from the model's own output, its gradient, or by occlusion.
 
 ``model`` shows what the checkpoint reports: its fitted importance head when it has one
-(``star-har importance``), else its attention. ``occlusion`` is the ground truth itself: the
+(``star-har importance``), else its attention. ``gradient`` is the first-order estimate of
+occlusion (:class:`~star_har.model.importance.GradientImportance`): the engine is built with it
+(``create_engine(gradient_importance=True)``), one backward pass per window. ``occlusion`` is the ground truth itself: the
 window and its T copies with one frame removed go through the engine in one batched call, and
 each frame's bar is how much the shown class loses without it. It costs T extra windows per
 prediction and works the same on every engine, since it only needs logits. ``auto`` (the
@@ -21,6 +23,9 @@ from star_har.realtime.engines.base import WindowScores
 IMPORTANCE_SOURCES = {
     "occlusion": ("measured by removing each frame",
                   "how much the shown action loses when the frame is removed (measured)"),
+    "gradient": ("first-order effect of removing each frame",
+                 "how much the shown action would lose if the frame were removed (estimated from the "
+                 "model's gradient times the change removing it makes)"),
     "head": ("estimated effect of removing each frame",
              "how much the shown action would lose if the frame were removed (estimated by a head "
              "fitted to that measurement)"),
@@ -29,16 +34,17 @@ IMPORTANCE_SOURCES = {
 
 
 def resolve_importance(method: str, device: str) -> str:
-    """``model`` or ``occlusion``: what ``method`` means for an engine running on ``device``."""
+    """``model``, ``gradient`` or ``occlusion``: what ``method`` means for an engine running on ``device``."""
     if method != "auto":
         return method
     return "occlusion" if str(device).startswith("cuda") else "model"
 
 
 def importance_source(method: str, hparams: dict) -> str:
-    """``occlusion``, ``head`` or ``attention``: what ``method`` shows for a model with ``hparams``."""
-    if method == "occlusion":
-        return "occlusion"
+    """``occlusion``, ``gradient``, ``head`` or ``attention``: what ``method`` shows for a model with
+    ``hparams``."""
+    if method in ("occlusion", "gradient"):
+        return method
     return "head" if hparams.get("importance_head") else "attention"
 
 

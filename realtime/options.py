@@ -58,9 +58,11 @@ OPTIONS: dict[str, tuple[str, dict]] = {
     "--importance": ("importance", dict(choices=IMPORTANCE_METHODS, default=default("importance"),
                                         help="how the frame-importance bars are computed: 'model' = what the "
                                              "checkpoint reports (its occlusion-fitted head, else attention); "
-                                             "'occlusion' = measured, each frame removed in turn (T extra windows "
-                                             "per prediction in one batched call); 'auto' = occlusion on a GPU, "
-                                             "model on a CPU")),
+                                             "'gradient' = the first-order estimate of occlusion (one backward "
+                                             "pass, about 2.5x a forward on a CPU; the first ONNX/TensorRT run "
+                                             "exports it, minutes); 'occlusion' = measured, each frame removed in "
+                                             "turn (T extra windows per prediction in one batched call); 'auto' = "
+                                             "occlusion on a GPU, model on a CPU")),
     "--pose-every-frame": ("pose_every_frame", dict(action="store_true", help="run pose on every frame, not only "
                                                     "on the frames the model sees (slower)")),
     "--max-people": ("max_people", dict(type=positive_int, metavar="N",

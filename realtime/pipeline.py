@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from star_har.errors import StarHarError
+from star_har.errors import InvalidInputError, StarHarError
 from star_har.model import Checkpoint, load_checkpoint
 from star_har.model.checkpoint import DEFAULT_INPUT_SIZE
 from star_har.model.crop import crop_joints
@@ -143,6 +143,10 @@ class Pipeline:
                 self.pose.close()
                 raise
         self.importance = resolve_importance(config.importance, getattr(engine, "device", "cpu"))
+        if self.importance == "gradient" and getattr(engine, "importance", "model") != "gradient":
+            self.pose.close()
+            raise InvalidInputError("importance 'gradient' needs an engine built with it "
+                                    "(create_engine(..., gradient_importance=True))")
         self.engine = engine if self.importance == "model" else OcclusionImportance(engine)
         self.on_frame, self.on_prediction = on_frame, on_prediction
 
@@ -178,7 +182,8 @@ class Pipeline:
         from star_har.realtime.engines import create_engine
 
         engine = create_engine(self.checkpoint, engine=self.config.engine, device=self.config.device,
-                               fp16=self.config.fp16, bf16=self.config.bf16)
+                               fp16=self.config.fp16, bf16=self.config.bf16,
+                               gradient_importance=self.config.importance == "gradient")
         engine.warmup()  # lazy initialisation must not land on the first window
         return engine
 

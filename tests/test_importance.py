@@ -9,6 +9,7 @@ from torch import nn
 
 from star_har.model import ActionOutput, TemporalSampling, build_model, save_checkpoint
 from star_har.model.importance import (
+    GradientImportance,
     interpolation_residuals,
     occlude_frame,
     occluded_windows,
@@ -71,6 +72,35 @@ def test_occlusion_ground_truth_ranks_the_deciding_frame_first():
     assert logits.argmax() == 0 and drops.argmax() == 5 and drops[5] > 10 * np.abs(np.delete(drops, 5)).max()
 
 
+def test_gradient_importance_ranks_the_deciding_frame_first():
+    keypoints = torch.rand(3, 16, 13, 3, generator=torch.Generator().manual_seed(0))
+    keypoints[..., 2] = 1.0
+    keypoints[:, 5, 0, 1] += torch.tensor([5.0, 1.0, 0.5])
+    model = OneFrameDecides()
+    with torch.no_grad():  # as engines call it: the estimate turns gradients on for itself
+        out = GradientImportance(model)(None, keypoints)
+    assert torch.equal(out.logits, model(None, keypoints).logits)
+    assert (out.frame_importance.argmax(1) == 5).all()
+    assert torch.allclose(out.frame_importance.sum(1), torch.ones(3)) and (out.frame_importance >= 0).all()
+
+
+def test_gradient_importance_follows_occlusion_on_a_trained_model():
+    """On the spike model of the head test below, the estimate finds the frame occlusion finds."""
+    net = spike_classifier()
+    held = [w for w in spike_windows(20, seed=2) if w["label"]]
+    keypoints = torch.stack([w["keypoints"] for w in held])
+    bars = GradientImportance(net)(None, keypoints).frame_importance
+    assert (bars.argmax(1) == torch.stack([w["frame"] for w in held])).float().mean() >= 0.8
+    logits = net(None, keypoints).logits.detach().numpy()
+    agreement = []
+    for i in range(len(held)):
+        _, occluded = occluded_windows(None, keypoints[i:i + 1].numpy())
+        with torch.no_grad():
+            drops = occlusion_drops(logits[i], net(None, torch.from_numpy(occluded)).logits.numpy(), int(logits[i].argmax()))
+        agreement.append(spearman(bars[i].numpy(), drops))
+    assert np.median(agreement) >= 0.5, agreement
+
+
 def spike_windows(count: int, seed: int) -> list[dict]:
     """Windows of a standing skeleton; in class 1 every joint jumps up in one random frame."""
     rng = np.random.default_rng(seed)
@@ -89,7 +119,8 @@ def spike_windows(count: int, seed: int) -> list[dict]:
     return items
 
 
-def test_fitted_head_ranks_the_frame_that_decides_first(tmp_path):
+def spike_classifier() -> nn.Module:
+    """A tiny STAR trained to tell still windows from windows with a spike (eval mode)."""
     torch.manual_seed(0)
     net = build_model("star", 2, modality="pose", num_joints=13, layout="penn13", dim=32, depth=1, num_heads=2,
                       dropout=0.0, joint_features=["field", "kinematics"])
@@ -101,6 +132,12 @@ def test_fitted_head_ranks_the_frame_that_decides_first(tmp_path):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    return net.eval()
+
+
+def test_fitted_head_ranks_the_frame_that_decides_first(tmp_path):
+    net = spike_classifier()
+    train = spike_windows(48, seed=1)
     path = tmp_path / "spike.pt"
     save_checkpoint(path, net, model_name="star", class_names=["still", "jump"], joint_layout="penn13",
                     sampling=TemporalSampling(16, 1.6))
@@ -188,6 +225,33 @@ def test_occlusion_importance_respects_an_engines_batch_limit(head_engines):
     reference = occlusion_infer(head_engines[0], frames, keypoints)
     assert sum(limited.calls) == 2 * 17 and np.allclose(logits, reference[0], atol=1e-5)
     assert np.allclose(importance, reference[1], atol=1e-4) and np.allclose(novelty, reference.novelty, atol=1e-4)
+
+
+@pytest.mark.parametrize("modality", ["pose", "rgb+pose"])
+def test_gradient_importance_is_the_same_on_every_engine(tmp_path, modality):
+    """The ONNX graph carries the backward pass: ONNX Runtime reports the torch engine's bars."""
+    from star_har.model import load_checkpoint
+    from star_har.realtime.engines import create_engine
+    from tests.realtime_helpers import tiny_checkpoint
+
+    ck = load_checkpoint(tiny_checkpoint(tmp_path / "tiny.pt", modality))
+    reference = create_engine(ck, "torch", "cpu", gradient_importance=True)
+    candidate = create_engine(ck, "onnxruntime", "cpu", cache_dir=tmp_path / "cache", threads=1,
+                              gradient_importance=True)
+    assert reference.importance == candidate.importance == "gradient"
+    frames, keypoints = reference.spec.example_inputs(3, 1)
+    keypoints[0, 2, :5, 2] = 0.0
+    ref_logits, ref_importance, _ = reference.infer(frames, keypoints)
+    logits, importance, _ = candidate.infer(frames, keypoints)
+    assert np.abs(logits - create_engine(ck, "torch", "cpu").infer(frames, keypoints).logits).max() < 1e-5
+    # an RGB frame's estimate sums gradient x change over all its pixels: float32 rounding adds up
+    tolerance = 1e-3 if modality == "pose" else 5e-3
+    assert np.abs(logits - ref_logits).max() < 1e-4 and np.abs(importance - ref_importance).max() < tolerance
+    assert (importance.argmax(1) == ref_importance.argmax(1)).all()
+    assert ref_importance.std(1).min() > 1e-3  # real estimates, not uniform bars
+    if modality == "pose":  # the window length stays dynamic in the exported graph
+        short = candidate.infer(None, keypoints[:, :8])
+        assert np.abs(short.frame_importance - reference.infer(None, keypoints[:, :8]).frame_importance).max() < 1e-3
 
 
 def test_auto_importance_measures_on_a_gpu_and_estimates_on_a_cpu():

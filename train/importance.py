@@ -5,8 +5,10 @@ checkpoint's own training split, every frame is removed in turn and the shown cl
 probability drop is recorded; the classifier stays frozen and only the small
 :class:`~star_har.model.importance.ImportanceHead` learns to predict those drops from the model's
 final tokens. On the held-out split the command reports how faithful the bars are (median
-Spearman correlation with occlusion, the deletion test) and what they cost, for the new head and
-for the attention-based bars it replaces, and writes the checkpoint with the head.
+Spearman correlation with occlusion, the deletion test) and what they cost, for the new head, for
+the attention-based bars it replaces and for the gradient estimate
+(:class:`~star_har.model.importance.GradientImportance`, ``--importance gradient`` at run time),
+and writes the checkpoint with the head.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from star_har.errors import InvalidInputError, UserError
 from star_har.model import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from star_har.model.heatmaps import normalize_to_person_box
 from star_har.model.importance import (
+    GradientImportance,
     bars_from_drops,
     interpolation_residuals,
     occlude_frame,
@@ -124,6 +127,15 @@ def deletion_test(net: torch.nn.Module, dataset: WindowDataset, importance: np.n
     return float(np.mean(top_losses)), float(np.mean(random_losses))
 
 
+def gradient_bars(net: torch.nn.Module, dataset: WindowDataset) -> np.ndarray:
+    """:class:`GradientImportance`'s bars ``(N, T)`` for every window of ``dataset``."""
+    estimate = GradientImportance(net)
+    bars = []
+    for item in DataLoader(dataset, batch_size=1):
+        bars.append(estimate(item.get("frames"), item["keypoints"]).frame_importance[0].numpy())
+    return np.stack(bars)
+
+
 def forward_ms(net: torch.nn.Module, dataset: WindowDataset, repeats: int = 30) -> float:
     """Median batch-1 forward time in ms (the cost the importance method adds is measured by
     comparing this with and without the head)."""
@@ -163,7 +175,9 @@ def run_importance(args: argparse.Namespace) -> int:
         head_importance = bars_from_drops(net.importance_head.scores(
             *[torch.from_numpy(held[key]) for key in ("frame_means", "cls_mean", "residuals")])).numpy()
     report = {}
-    for method, importance in (("head", head_importance), ("attention", held["attention"])):
+    methods = (("head", head_importance), ("attention", held["attention"]),
+               ("gradient", gradient_bars(checkpoint.build(), val_set)))
+    for method, importance in methods:
         top, random = deletion_test(net, val_set, importance)
         report[method] = {
             "spearman_median": float(np.median([spearman(a, b) for a, b in zip(importance, held["drops"])])),
@@ -172,15 +186,18 @@ def run_importance(args: argparse.Namespace) -> int:
             "entropy": float(np.mean(-(importance * np.log(importance + 1e-12)).sum(1) / np.log(importance.shape[1]))),
         }
     base_ms, head_ms = forward_ms(checkpoint.build(), val_set), forward_ms(net, val_set)
+    gradient_ms = forward_ms(GradientImportance(checkpoint.build()), val_set)
     report["cost"] = {"forward_ms": base_ms, "forward_with_head_ms": head_ms,
-                      "head_share": (head_ms - base_ms) / base_ms, "occlusion_windows_per_window": 1 + len(held["drops"][0])}
+                      "head_share": (head_ms - base_ms) / base_ms, "gradient_ms": gradient_ms,
+                      "occlusion_windows_per_window": 1 + len(held["drops"][0])}
     report["windows"] = {"fit": len(fit_set), "held_out": len(val_set)}
-    for method in ("head", "attention"):
+    for method, _ in methods:
         r = report[method]
         print(f"{method:>9}: Spearman with occlusion (median) {r['spearman_median']:.2f}; removing the top-3 "
               f"frames costs {r['deletion_top3_loss']:.3f} probability, 3 random {r['deletion_random3_loss']:.3f} "
               f"(x{r['deletion_ratio']:.1f}); normalised entropy {r['entropy']:.2f}")
-    print(f"     cost: {base_ms:.1f} ms per window without the head, {head_ms:.1f} ms with it")
+    print(f"     cost: {base_ms:.1f} ms per window without the head, {head_ms:.1f} ms with it, "
+          f"{gradient_ms:.1f} ms with the gradient")
     meta = {**checkpoint.meta, "importance": report}
     save_checkpoint(output, net, model_name=checkpoint.model_name, class_names=checkpoint.class_names,
                     joint_layout=checkpoint.joint_layout, sampling=checkpoint.sampling, meta=meta)

@@ -125,12 +125,15 @@ class InferenceEngine(abc.ABC):
     """One way of running a model: ``infer(frames, keypoints) -> WindowScores``.
 
     Attributes: ``name`` (``"torch"``, ``"onnxruntime"``, ``"tensorrt"``), ``device``
-    (``"cpu"``/``"cuda"``), ``precision`` (``"fp32"``/``"fp16"``), ``spec`` (:class:`ModelSpec`).
+    (``"cpu"``/``"cuda"``), ``precision`` (``"fp32"``/``"fp16"``), ``spec`` (:class:`ModelSpec`),
+    ``importance`` (``"model"``: the importance the model reports; ``"gradient"``: the first-order
+    occlusion estimate of :class:`~star_har.model.importance.GradientImportance`).
     """
 
     name: str
     device: str
     precision: str = "fp32"
+    importance: str = "model"
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec

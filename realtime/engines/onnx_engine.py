@@ -77,6 +77,7 @@ class OnnxRuntimeEngine(InferenceEngine):
         self.input_names = [node.name for node in self.session.get_inputs()]
         exported = {node.name for node in self.session.get_outputs()}
         self.output_names = [name for name in OUTPUT_NAMES if name in exported]
+        self.importance = self.session.get_modelmeta().custom_metadata_map.get("star_har.importance", "model")
         log.debug("onnxruntime session on %s with inputs %s", self.providers, self.input_names)
 
     def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -171,8 +171,11 @@ class TensorRTEngine(InferenceEngine):
         trt = import_tensorrt()
         import torch
 
+        from star_har.realtime.export import read_onnx_metadata
+
         gpu = gpu_identity()
         self.precision, self.max_batch = "fp16" if fp16 else "fp32", max_batch
+        self.importance = read_onnx_metadata(onnx_path).get("importance", "model")
         blob = load_or_build_engine(trt, onnx_path, spec, cache_dir, fp16, max_batch, gpu)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from star_har.errors import InvalidInputError
+from star_har.model.importance import GradientImportance
 from star_har.realtime.engines.base import EngineUnavailable, InferenceEngine, ModelSpec
 from star_har.realtime.engines.table import check_bf16, precision_name
 
@@ -41,6 +42,7 @@ class TorchEngine(InferenceEngine):
         check_bf16(self.name, fp16, bf16)
         self.device, self.compiled, self.precision = device, compile, precision_name(fp16, bf16)
         self.net = net.eval().to(device)
+        self.importance = "gradient" if isinstance(net, GradientImportance) else "model"
         self.forward = self.net
         if compile:
             mode = "reduce-overhead" if device == "cuda" else None
@@ -54,10 +56,11 @@ class TorchEngine(InferenceEngine):
             return torch.autocast(self.device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    @torch.inference_mode()
     def _infer(self, frames: np.ndarray | None, keypoints: np.ndarray) -> tuple[np.ndarray, ...]:
-        kps = torch.from_numpy(keypoints).to(self.device, non_blocking=True)
-        rgb = None if frames is None else torch.from_numpy(frames).to(self.device, non_blocking=True)
-        with self._autocast():
-            out = self.forward(rgb, kps)
+        # gradient importance runs a backward pass, which inference-mode tensors cannot take part in
+        with torch.no_grad() if self.importance == "gradient" else torch.inference_mode():
+            kps = torch.from_numpy(keypoints).to(self.device, non_blocking=True)
+            rgb = None if frames is None else torch.from_numpy(frames).to(self.device, non_blocking=True)
+            with self._autocast():
+                out = self.forward(rgb, kps)
         return tuple(value.float().cpu().numpy() for value in out)
