@@ -289,6 +289,8 @@ def test_importance_bars_say_what_they_mean_and_highlight_the_top_frame(qtbot):
     assert "estimated" in bars.caption and "if the frame were removed" in bars.toolTip()
     bars.set_source("occlusion")
     assert "measured" in bars.toolTip()
+    bars.set_source("gradient")
+    assert "gradient" in bars.toolTip() and "first-order" in bars.caption
     values = np.full(16, 1.0, np.float32)
     values[9] = 3.0
     bars.set_window(values / values.sum(), np.arange(16))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from star_har.cli import main
+from star_har.errors import InvalidInputError
 from star_har.model import load_checkpoint
 from star_har.model.crop import crop_joints
 from star_har.realtime.capture import Frame
@@ -250,3 +251,23 @@ def test_predictions_resume_within_a_window_after_a_camera_outage(checkpoint_pat
     after = [p.timestamps[-1] for p in predictions if p.timestamps[-1] >= back]
     assert back + gap / 2 > back + window_s + 0.1  # the old delay would be caught
     assert after and after[0] <= back + window_s + 0.1
+
+
+def test_gradient_importance_needs_an_engine_built_for_it(checkpoint_path):
+    plain = create_engine(load_checkpoint(checkpoint_path), engine="torch", device="cpu")
+    with pytest.raises(InvalidInputError, match="gradient"):
+        Pipeline(PipelineConfig(checkpoint=checkpoint_path, importance="gradient"), engine=plain, pose=FakePose(),
+                 source=SyntheticSource(64))
+    engine = create_engine(load_checkpoint(checkpoint_path), engine="torch", device="cpu", gradient_importance=True)
+    predictions = []
+    pipeline = Pipeline(PipelineConfig(checkpoint=checkpoint_path, importance="gradient", hop_seconds=8 / 30,
+                                       threshold=0.0), engine=engine, pose=FakePose(), source=SyntheticSource(64),
+                        on_prediction=predictions.append)
+    assert pipeline.describe()["importance"] == "gradient"
+    pipeline.start()
+    assert pipeline.wait(120)
+    pipeline.join()
+    assert pipeline.error is None and predictions
+    for prediction in predictions:
+        assert prediction.importance.shape == (16,) and np.isfinite(prediction.importance).all()
+        assert prediction.importance.sum() == pytest.approx(1.0, abs=1e-3)
