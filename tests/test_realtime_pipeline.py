@@ -253,10 +253,9 @@ def test_predictions_resume_within_a_window_after_a_camera_outage(checkpoint_pat
     assert after and after[0] <= back + window_s + 0.1
 
 
-def test_gradient_importance_needs_an_engine_built_for_it(checkpoint_path):
-    plain = create_engine(load_checkpoint(checkpoint_path), engine="torch", device="cpu")
-    with pytest.raises(InvalidInputError, match="gradient"):
-        Pipeline(PipelineConfig(checkpoint=checkpoint_path, importance="gradient"), engine=plain, pose=FakePose(),
+def test_gradient_importance_needs_an_engine_built_for_it(checkpoint_path, engine):
+    with pytest.raises(InvalidInputError, match="gradient"):  # the module's engine was built without it
+        Pipeline(PipelineConfig(checkpoint=checkpoint_path, importance="gradient"), engine=engine, pose=FakePose(),
                  source=SyntheticSource(64))
     engine = create_engine(load_checkpoint(checkpoint_path), engine="torch", device="cpu", gradient_importance=True)
     predictions = []
