@@ -14,6 +14,9 @@ import time
 
 from star_har.errors import StarHarError
 
+# How long a stop signal that landed inside an import waits before it is sent again.
+_SIGNAL_RETRY_S = 0.05
+
 # Modules providing subcommands, in the order `--help` lists them.
 COMMAND_MODULES = ("star_har.info", "star_har.train.cli", "star_har.realtime.cli",
                    "star_har.realtime.engine_cli", "star_har.realtime.demo.cli", "star_har.realtime.gui.cli",
@@ -42,15 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     started_at = time.perf_counter()  # commands report their start-up time from here
-    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
+    previous = _install_interrupt_handlers() if _main_thread() else {}
     try:
         return _run(argv, started_at)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM, also while the command loads
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _run(argv: list[str] | None, started_at: float) -> int:
@@ -75,9 +78,36 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _install_interrupt_handlers() -> dict[int, object]:
+    """Route SIGTERM, and Ctrl-C unless it is ignored (``nohup``), to :func:`_interrupt`; returns the
+    handlers they replace."""
+    signums = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signums.append(signal.SIGINT)
+    return {signum: signal.signal(signum, _interrupt) for signum in signums}
+
+
 def _interrupt(signum, frame) -> None:
-    """SIGTERM stops a command the way Ctrl-C does (commands that write files handle both themselves)."""
+    """SIGTERM stops a command the way Ctrl-C does (commands that write files handle both themselves).
+
+    Not inside an import: there the KeyboardInterrupt can surface in a C++ extension's start-up
+    (torch's pybind11 callbacks), which aborts the whole process. The signal is sent again shortly
+    instead, until it lands outside every import.
+    """
+    if _importing(frame):
+        retry = threading.Timer(_SIGNAL_RETRY_S, os.kill, (os.getpid(), signum))
+        retry.daemon = True
+        retry.start()
+        return
     raise KeyboardInterrupt
+
+
+def _importing(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def console() -> None:

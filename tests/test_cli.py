@@ -1,6 +1,11 @@
+import signal
 import subprocess
 import sys
+import time
 
+import pytest
+
+from star_har import cli
 from star_har.cli import main
 
 
@@ -31,3 +36,37 @@ def test_building_the_parser_imports_no_heavy_library():
             "print(sorted(m for m in ('torch', 'cv2', 'mediapipe', 'PyQt6', 'onnxruntime') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_stop_signal_inside_an_import_lands_once_the_import_is_done(tmp_path, monkeypatch):
+    """A KeyboardInterrupt raised inside torch's import crossed its pybind11 start-up and aborted the
+    process (SIGABRT instead of exit status 130); the signal now waits until no import is running."""
+    (tmp_path / "signalled_during_import.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "for _ in range(50):\n"
+        "    time.sleep(0.002)  # the handler runs here, inside the import\n"
+        "FINISHED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    previous = cli._install_interrupt_handlers()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import signalled_during_import  # noqa: F401
+            time.sleep(10)  # the signal, sent again, interrupts this
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert sys.modules["signalled_during_import"].FINISHED
+    sys.modules.pop("signalled_during_import")
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    """Under ``nohup`` or ``&`` SIGINT is ignored; the command must not start listening to it."""
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        previous = cli._install_interrupt_handlers()
+        assert signal.SIGINT not in previous and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
