@@ -143,6 +143,27 @@ def test_training_windows_of_3d_sequences_come_from_random_cameras(tmp_path):
     np.testing.assert_allclose(evaluation[0]["keypoints"].numpy(), sequences[0].keypoints[evaluation.windows[0][1]])
 
 
+def test_a_share_of_3d_training_windows_keeps_the_recording_camera(tmp_path):
+    _write_utd(tmp_path / "a4_s1_t1_skeleton.mat", frames=40)
+    sequences = load_utd_mhad(tmp_path)
+    recorded = sequences[0].keypoints
+    from star_har.train.augment import AugmentConfig
+
+    def shares_from_recording(share: float) -> float:
+        plain = AugmentConfig(flip=0.0, scale=(1.0, 1.0), aspect=0.0, rotation_degrees=0.0, shear=0.0,
+                              joint_offset=0.0, jitter=0.0, joint_dropout=0.0, point_dropout=0.0,
+                              frame_dropout=0.0, lower_body_dropout=0.0, speed=(1.0, 1.0), recorded_view=share)
+        train = WindowDataset(sequences, ["clap"], "utd20", TemporalSampling(8, 1.0), plain, repeats=200, seed=2)
+        windows = [train[i]["keypoints"].numpy() for i in range(len(train))]
+        # A window from the recording camera is frames of the recorded view, as they are.
+        return np.mean([all(np.isclose(recorded, frame, atol=1e-3).all(axis=(1, 2)).any() for frame in w)
+                        for w in windows])
+
+    assert shares_from_recording(0.0) == 0.0
+    assert shares_from_recording(1.0) == 1.0
+    assert 0.35 < shares_from_recording(0.5) < 0.65
+
+
 def _everyday_data(tmp_path, **extra) -> dict:
     utd, msr = tmp_path / "utd", tmp_path / "msr" / "skeleton3d"
     utd.mkdir(parents=True)

@@ -32,6 +32,7 @@ class AugmentConfig:
     frame_dropout: float = 0.03                   # no person found in a frame
     lower_body_dropout: float = 0.1               # legs out of the camera's view
     speed: tuple[float, float] = (0.75, 1.33)    # temporal speed jitter (used by the sampler)
+    recorded_view: float = 0.0                    # 3-D sequences: share of windows from the recording camera, not a random one
 
 
 def _person_size(keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, float]:

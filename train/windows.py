@@ -122,6 +122,12 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.sequences) * self.repeats if self.windows is None else len(self.windows)
 
+    def _recorded_view(self, rng: np.random.Generator) -> bool:
+        """Whether a training window of a 3-D sequence keeps the recording camera's view; no draw
+        when the share is 0, so that runs without it see the same random windows as before."""
+        share = self.augment.recorded_view
+        return share > 0 and bool(rng.uniform() < share)
+
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         if self.windows is None:
             rng = np.random.default_rng((self.seed, self.epoch, item))
@@ -144,7 +150,7 @@ class WindowDataset(Dataset):
                 video = video[..., ::-1]
             out["frames"] = torch.from_numpy(np.ascontiguousarray(video))
             width = float(self.image_size)
-        elif rng is not None and self.points3d[seq_index] is not None:
+        elif rng is not None and self.points3d[seq_index] is not None and not self._recorded_view(rng):
             camera = self.cameras.sample(rng)
             keypoints, width = render_window(self.points3d[seq_index][indices], camera), camera.width
         else:
