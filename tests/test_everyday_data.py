@@ -12,6 +12,7 @@ import scipy.io
 from star_har.errors import InvalidInputError
 from star_har.model import TemporalSampling, convert_keypoints
 from star_har.model.openset import BACKGROUND
+from star_har.train.augment import AugmentConfig
 from star_har.train.camera import CameraRanges, VirtualCamera, recorded_view, render_window
 from star_har.train.config import DEFAULTS, validate_config
 from star_har.train.datasets import load_sequences, load_splits
@@ -121,14 +122,18 @@ def test_frontal_camera_reproduces_the_xy_layout():
     np.testing.assert_allclose(keypoints[:, 1], 240 - scale * (points[:, 1] - centre[1]), atol=1e-3)
 
 
+def _no_augment(**overrides) -> AugmentConfig:
+    """Every random transform off, so a window shows only the camera it was rendered from."""
+    return AugmentConfig(**{"flip": 0.0, "scale": (1.0, 1.0), "aspect": 0.0, "rotation_degrees": 0.0, "shear": 0.0,
+                            "joint_offset": 0.0, "jitter": 0.0, "joint_dropout": 0.0, "point_dropout": 0.0,
+                            "frame_dropout": 0.0, "lower_body_dropout": 0.0, "speed": (1.0, 1.0), **overrides})
+
+
 def test_training_windows_of_3d_sequences_come_from_random_cameras(tmp_path):
     _write_utd(tmp_path / "a4_s1_t1_skeleton.mat", frames=40)
     sequences = load_utd_mhad(tmp_path)
     sampling = TemporalSampling(8, 1.0)
-    from star_har.train.augment import AugmentConfig
-    plain = AugmentConfig(flip=0.0, scale=(1.0, 1.0), aspect=0.0, rotation_degrees=0.0, shear=0.0, joint_offset=0.0,
-                          jitter=0.0, joint_dropout=0.0, point_dropout=0.0, frame_dropout=0.0,
-                          lower_body_dropout=0.0, speed=(1.0, 1.0))
+    plain = _no_augment()
     train = WindowDataset(sequences, ["clap"], "utd20", sampling, plain, repeats=4, seed=1)
     views = [train[i]["keypoints"].numpy() for i in range(4)]
     widths = [np.ptp(v[0, :, 0]) / np.ptp(v[0, :, 1]) for v in views]
@@ -147,13 +152,10 @@ def test_a_share_of_3d_training_windows_keeps_the_recording_camera(tmp_path):
     _write_utd(tmp_path / "a4_s1_t1_skeleton.mat", frames=40)
     sequences = load_utd_mhad(tmp_path)
     recorded = sequences[0].keypoints
-    from star_har.train.augment import AugmentConfig
 
     def shares_from_recording(share: float) -> float:
-        plain = AugmentConfig(flip=0.0, scale=(1.0, 1.0), aspect=0.0, rotation_degrees=0.0, shear=0.0,
-                              joint_offset=0.0, jitter=0.0, joint_dropout=0.0, point_dropout=0.0,
-                              frame_dropout=0.0, lower_body_dropout=0.0, speed=(1.0, 1.0), recorded_view=share)
-        train = WindowDataset(sequences, ["clap"], "utd20", TemporalSampling(8, 1.0), plain, repeats=200, seed=2)
+        train = WindowDataset(sequences, ["clap"], "utd20", TemporalSampling(8, 1.0),
+                              _no_augment(recorded_view=share), repeats=200, seed=2)
         windows = [train[i]["keypoints"].numpy() for i in range(len(train))]
         # A window from the recording camera is frames of the recorded view, as they are.
         return np.mean([all(np.isclose(recorded, frame, atol=1e-3).all(axis=(1, 2)).any() for frame in w)
