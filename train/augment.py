@@ -9,30 +9,38 @@ is the mean of the ears) and come mirrored. Each transform mimics one of these; 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Ge, Interval
 
 from star_har.errors import InvalidInputError
 from star_har.model.skeleton import flip_keypoints, get_layout
+
+#: Limits the training-config schema (train/config.py) checks, so ``--set augment.flip=5`` is a
+#: one-line error before training rather than a silently saturated probability.
+Probability = Annotated[float, Interval(ge=0.0, le=1.0)]
+Magnitude = Annotated[float, Ge(0.0)]
+Factor = Annotated[float, Interval(gt=0.0)]
 
 
 @dataclass
 class AugmentConfig:
     """Probabilities and magnitudes; sizes are fractions of the person's size in the window."""
 
-    flip: float = 0.5
-    scale: tuple[float, float] = (0.8, 1.25)     # isotropic, before the model's box normalisation
-    aspect: float = 0.15                          # x/y stretch, log-uniform +-
-    rotation_degrees: float = 15.0
-    shear: float = 0.15
-    joint_offset: float = 0.03                    # constant per joint and window (annotation style)
-    jitter: float = 0.025                         # per joint and frame: each window draws its std in [0, jitter]
-    joint_dropout: float = 0.06                   # a joint missing for the whole window
-    point_dropout: float = 0.04                   # a joint missing in one frame
-    frame_dropout: float = 0.03                   # no person found in a frame
-    lower_body_dropout: float = 0.1               # legs out of the camera's view
-    speed: tuple[float, float] = (0.75, 1.33)    # temporal speed jitter (used by the sampler)
-    recorded_view: float = 0.0                    # 3-D sequences: share of windows from the recording camera, not a random one
+    flip: Probability = 0.5
+    scale: tuple[Factor, Factor] = (0.8, 1.25)   # isotropic, before the model's box normalisation
+    aspect: Magnitude = 0.15                      # x/y stretch, log-uniform +-
+    rotation_degrees: Magnitude = 15.0
+    shear: Magnitude = 0.15
+    joint_offset: Magnitude = 0.03                # constant per joint and window (annotation style)
+    jitter: Magnitude = 0.025                     # per joint and frame: each window draws its std in [0, jitter]
+    joint_dropout: Probability = 0.06             # a joint missing for the whole window
+    point_dropout: Probability = 0.04             # a joint missing in one frame
+    frame_dropout: Probability = 0.03             # no person found in a frame
+    lower_body_dropout: Probability = 0.1         # legs out of the camera's view
+    speed: tuple[Factor, Factor] = (0.75, 1.33)  # temporal speed jitter (used by the sampler)
+    recorded_view: Probability = 0.0              # 3-D sequences: share of windows from the recording camera, not a random one
 
 
 def _person_size(keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, float]:

@@ -135,7 +135,7 @@ def _field_schema(name: str, hints: dict[str, Any], defaults: dict[str, Any],
 
 def _hints(obj) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(obj)
+        return typing.get_type_hints(obj, include_extras=True)  # keep Annotated limits
     except Exception:  # an annotation that cannot be resolved is checked by the constructor itself
         return {}
 
