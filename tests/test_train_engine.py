@@ -371,3 +371,77 @@ def test_new_tensors_are_logged_by_module():
     names = {f"backbone.stages.layer{i}.weight" for i in range(4)} | {"cls_tokens", "head.4.bias", "head.4.weight"}
     assert summarize_names(names) == "backbone (4 tensors), cls_tokens, head (2 tensors)"
     assert summarize_names(set()) == ""
+
+
+SOUP = {"epochs": 1, "lr": 1e-3, "ema_decay": None,
+        "branches": [{}, {"augment.lower_body_dropout": 0.5, "seed": 3}]}
+
+
+def test_weight_soup_averages_the_branches_and_resumes(npz_data, tmp_path):
+    from star_har.train.soup import average_weights
+
+    out = tmp_path / "run"
+    cfg = tiny_config(npz_data, out, epochs=2, soup=SOUP)
+    summary = train(cfg, progress=False, export=tmp_path / "exported.pt")
+    branches = [load_checkpoint(out / "soup" / f"branch{i}" / "best.pt") for i in (1, 2)]
+    assert branches[1].meta["config"]["augment"]["lower_body_dropout"] == 0.5
+    assert branches[1].meta["config"]["init"] == str(out / "best.pt") and branches[1].meta["config"]["seed"] == 3
+    soup = load_checkpoint(out / "soup.pt")
+    for key, value in soup.state_dict.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (branches[0].state_dict[key] + branches[1].state_dict[key]) / 2)
+    assert not torch.equal(branches[0].state_dict["head.1.weight"], branches[1].state_dict["head.1.weight"])
+    assert soup.meta["soup"]["branches"] == SOUP["branches"] and len(soup.meta["soup"]["branch_validation"]) == 2
+    assert summary["checkpoint"] == str(out / "soup.pt") and 0 <= summary["best"]["val_window_top1"] <= 1
+    times = [json.loads((out / p / "summary.json").read_text())["train_time_s"] for p in (".", "soup/branch1", "soup/branch2")]
+    assert summary["train_time_s"] == pytest.approx(sum(times), abs=0.2)
+    assert torch.equal(load_checkpoint(tmp_path / "exported.pt").state_dict["head.1.weight"], soup.state_dict["head.1.weight"])
+    assert (out / "soup" / "confusion.png").is_file()
+
+    # resuming a finished soup trains nothing again and cooks the same soup
+    logs = [(out / p / "log.csv").read_text() for p in (".", "soup/branch1", "soup/branch2")]
+    again = train(cfg, resume=True, progress=False)
+    assert [(out / p / "log.csv").read_text() for p in (".", "soup/branch1", "soup/branch2")] == logs
+    assert again["best"]["val_window_top1"] == summary["best"]["val_window_top1"]
+    assert torch.equal(average_weights([b.state_dict for b in branches])["head.1.weight"],
+                       load_checkpoint(out / "soup.pt").state_dict["head.1.weight"])
+
+
+def test_a_soup_is_added_to_a_finished_run_by_resume(npz_data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(npz_data, out, epochs=1), progress=False)
+    main_log = (out / "log.csv").read_text()
+    train(tiny_config(npz_data, out, epochs=1, soup=SOUP), resume=True, progress=False)
+    assert (out / "log.csv").read_text() == main_log and (out / "soup.pt").is_file()
+
+
+def test_soup_branches_past_the_time_limit_are_left_out(npz_data, tmp_path):
+    out = tmp_path / "run"
+    summary = train(tiny_config(npz_data, out, epochs=3, soup=SOUP, time_limit_minutes=1e-6), progress=False,
+                    export=tmp_path / "exported.pt")
+    assert summary["epochs"] == 1 and not (out / "soup").exists() and not (out / "soup.pt").exists()
+    assert torch.equal(load_checkpoint(tmp_path / "exported.pt").state_dict["head.1.weight"],
+                       load_checkpoint(out / "best.pt").state_dict["head.1.weight"])
+
+
+def test_a_bad_soup_branch_fails_before_training(npz_data, tmp_path):
+    from star_har.errors import InvalidInputError
+
+    soup = {**SOUP, "branches": [{}, {"augment.lower_body_dropot": 0.5}]}
+    with pytest.raises(InvalidInputError, match="soup branch 2: .*lower_body_dropot"):
+        train(tiny_config(npz_data, tmp_path / "run", soup=soup), progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(InvalidInputError, match="soup"):
+        train(tiny_config(npz_data, tmp_path / "run", soup={**SOUP, "branches": [{}]}), progress=False)
+
+
+def test_average_weights():
+    from star_har.train.soup import average_weights
+
+    a = {"w": torch.tensor([1.0, 2.0]), "h": torch.tensor([1.0], dtype=torch.float16), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, 6.0]), "h": torch.tensor([2.0], dtype=torch.float16), "n": torch.tensor(5)}
+    soup = average_weights([a, b])
+    assert torch.equal(soup["w"], torch.tensor([2.0, 4.0])) and soup["h"].dtype == torch.float16
+    assert soup["h"].item() == 1.5 and soup["n"].item() == 3
+    with pytest.raises(ValueError, match="differ"):
+        average_weights([a, {**b, "w": torch.zeros(3)}])

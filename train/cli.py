@@ -52,9 +52,10 @@ def run_train(args: argparse.Namespace) -> int:
     summary = train(cfg, resume=args.resume, command=command, progress=not args.no_progress, export=args.export)
     if summary:
         best = summary.get("best", {})
-        print(f"best epoch {best.get('epoch')}: validation top-1 single-window {best.get('val_window_top1', float('nan')):.4f}, "
+        which = f"soup of {len(summary['branches'])} fine-tunes" if "branches" in summary else f"best epoch {best.get('epoch')}"
+        print(f"{which}: validation top-1 single-window {best.get('val_window_top1', float('nan')):.4f}, "
               f"multi-window {best.get('val_top1', float('nan')):.4f}; {summary['train_time_s']:.0f} s; "
-              f"checkpoint {summary['output']}/best.pt" + (f", exported to {summary['export']}" if "export" in summary else ""))
+              f"checkpoint {summary.get('checkpoint', summary['output'] + '/best.pt')}" + (f", exported to {summary['export']}" if "export" in summary else ""))
     return 0
 
 
@@ -123,7 +124,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a model on Penn Action, NTU RGB+D, your own clips or .npz skeletons. Settings come "
                     "from --config (see configs/), then the options below, then --set key=value overrides. "
                     "Writes best.pt (a star-har checkpoint), last.pt (resumable state), log.csv, tensorboard/, "
-                    "curves.png and confusion.png into the output folder. Under torchrun it trains with "
+                    "curves.png and confusion.png into the output folder. A config with a soup: section then fine-tunes "
+                    "best.pt once per branch (soup/branch<i>/) and writes their weight average to soup.pt, the "
+                    "model the command produces (and --export copies). Under torchrun it trains with "
                     "DistributedDataParallel (batch_size is the global batch).")
     p.add_argument("--config", metavar="YAML", help="config file, e.g. configs/star_pose_penn.yaml")
     _add_common(p)

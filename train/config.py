@@ -100,6 +100,14 @@ class ScheduleConfig(_Section):
     min_lr_ratio: float = Field(0.01, ge=0, le=1)
 
 
+class SoupConfig(_Section):
+    """After the main run: one short fine-tune of its best checkpoint per branch, averaged (train/soup.py)."""
+    branches: list[dict[str, Any]] = Field(min_length=2)  # each {"key.sub": value, ...} over the main config
+    epochs: int = Field(6, ge=1)
+    lr: float = Field(2.0e-4, gt=0)
+    ema_decay: float | None = Field(0.995, gt=0, lt=1)
+
+
 class TrainConfig(_Section):
     seed: int = 0
     output: PathStr = "runs/train"
@@ -120,6 +128,7 @@ class TrainConfig(_Section):
     init: PathStr | None = None                    # checkpoint to fine-tune from (head replaced if classes differ)
     init_modality: Literal["pose", "rgb+pose"] | None = None  # with init: change its modality (pose -> rgb+pose)
     freeze_backbone: bool = False                  # with init: train only the classification head
+    soup: SoupConfig | None = None                 # a weight soup of fine-tunes after the run (train/soup.py)
 
 
 DEFAULTS: dict[str, Any] = TrainConfig().model_dump()
@@ -243,13 +252,18 @@ def set_value(cfg: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise InvalidInputError(f"override {assignment!r} must look like key.sub=value")
     path, raw = assignment.split("=", 1)
-    keys = path.strip().split(".")
+    set_path(cfg, path.strip(), _parse(raw), f"override {assignment!r}")
+
+
+def set_path(cfg: dict[str, Any], path: str, value: Any, origin: str = "config") -> None:
+    """``cfg[a][b][c] = value`` for ``path`` ``a.b.c``, in place."""
+    keys = path.split(".")
     node = cfg
     for key in keys[:-1]:
         if not isinstance(node.get(key), dict):
-            raise InvalidInputError(f"unknown config section {key!r} in override {assignment!r}")
+            raise InvalidInputError(f"unknown config section {key!r} in {origin}")
         node = node[key]
-    node[keys[-1]] = _parse(raw)
+    node[keys[-1]] = value
 
 
 def _parse(raw: str) -> Any:

@@ -41,6 +41,7 @@ from star_har.train.config import config_changes, validate_config
 from star_har.train.datasets import load_splits
 from star_har.train.ema import WeightAverage
 from star_har.train.metrics import plot_confusion, plot_curves, summarize
+from star_har.train.soup import SOUP_FILE, average_weights, branch_configs
 from star_har.train.windows import WindowDataset
 
 log = logging.getLogger(__name__)
@@ -338,12 +339,19 @@ def train(cfg: dict[str, Any], resume: bool = False, command: str | None = None,
     star-har checkpoint, best validation single-window top-1; with ``ema_decay``, of the weight
     average), ``log.csv``, ``tensorboard/``, ``curves.png``, ``confusion.png``, ``summary.json``; and
     nowhere else but ``export`` (a copy of the final best.pt), which only the caller names, never a
-    config file.
+    config file. With a ``soup`` section, the branches' fine-tunes follow in ``soup/branch<i>/`` and
+    their average is ``soup.pt`` (validated like an epoch), the model the command produces and exports.
     """
     cfg = validate_config(cfg)
+    # the main run's config never holds the soup: a soup can be added to a finished run by --resume
+    soup = cfg.pop("soup", None)
+    branches = branch_configs(cfg, soup, Path(cfg["output"]) / BEST_FILE) if soup else []  # bad keys: now
     rank, world, device, started = _distributed()
     try:
-        return _train(cfg, rank, world, device, resume, command, progress, export)
+        summary = _train(cfg, rank, world, device, resume, command, progress, None if soup else export)
+        if soup:
+            summary = _soup(cfg, soup, branches, rank, world, device, resume, command, progress, export)
+        return summary
     finally:
         if started:
             # the DDP wrapper (in reference cycles) still holds the group: collect it, so the group's
@@ -408,7 +416,7 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
         log.info("%s (%s, %.2fM parameters) on %s x%d: %d training windows/epoch, %d validation windows",
                  model_name, modality, num_params / 1e6, device, world, len(train_set), len(val_set))
     limit = cfg.get("time_limit_minutes")
-    epoch = start_epoch
+    epochs_done = start_epoch
     for epoch in range(start_epoch, epochs):
         tic = time.time()
         model.train()
@@ -463,15 +471,82 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
                 stop[0] = 1
         if world > 1:
             dist.broadcast(stop, 0)
+        epochs_done = epoch + 1
         if stop.item():
             break
     summary: dict[str, Any] = {}
     if rank == 0:
         summary = _finish(cfg, command, out, history, best, elapsed, num_params, class_names, writer,
-                          len(train_seqs), len(val_seqs), epoch + 1 if history else start_epoch, export)
+                          len(train_seqs), len(val_seqs), epochs_done, export)
     if world > 1:
         dist.barrier()
     return summary
+
+
+def _soup(cfg: dict[str, Any], soup: dict[str, Any], branches: list[dict[str, Any]], rank: int, world: int, device: torch.device,
+          resume: bool, command: str | None, progress: bool, export: str | os.PathLike | None) -> dict[str, Any]:
+    """Fine-tune the main run's best.pt once per branch config, average the branches' best
+    checkpoints into ``soup.pt`` and validate it. ``time_limit_minutes`` covers the whole command:
+    branches that would start past it are left out (a soup needs two)."""
+    out = Path(cfg["output"])
+    main = json.loads((out / "summary.json").read_text())  # every rank: rank 0 wrote it before the barrier
+    spent, per_epoch = float(main["train_time_s"]), float(main["train_time_s"]) / max(int(main["epochs"]), 1)
+    limit = cfg.get("time_limit_minutes")
+    done: list[dict[str, Any]] = []
+    for index, branch in enumerate(branches, 1):
+        if limit and float(limit) * 60 - spent < per_epoch:
+            log.info("soup: branches %d-%d left out: they would overrun time_limit_minutes=%s",
+                     index, len(branches), limit)
+            break
+        if limit:
+            branch = {**branch, "time_limit_minutes": float(limit) - spent / 60}
+        log.info("soup: branch %d of %d (%s)", index, len(branches),
+                 ", ".join(f"{k}={v}" for k, v in soup["branches"][index - 1].items()) or "the main config")
+        _train(branch, rank, world, device, resume and (Path(branch["output"]) / STATE_FILE).is_file(),
+               command, progress, None)
+        result = json.loads((Path(branch["output"]) / "summary.json").read_text())
+        spent += float(result["train_time_s"])
+        done.append(result)
+    if rank != 0:
+        return {}
+    if len(done) < 2:
+        log.warning("soup: %d branch(es) trained, no soup; the model is %s", len(done), out / BEST_FILE)
+        if export is not None:
+            ck = load_checkpoint(out / BEST_FILE)
+            save_checkpoint(export, ck.build(), **_header(ck), meta=ck.meta)
+        return main | {"train_time_s": round(spent, 1)}
+    cks = [load_checkpoint(Path(r["output"]) / BEST_FILE) for r in done]
+    net = cks[0].build()
+    net.load_state_dict(average_weights([ck.state_dict for ck in cks]))
+    net.to(device)
+    _, val_seqs, class_names = load_splits(cfg["data"])
+    val_set = WindowDataset.for_checkpoint(cks[0], val_seqs, int(cfg["data"]["eval_windows"]), class_names)
+    record = _validate(net, val_set, class_names, cfg, device, autocast_dtype(cfg, device), progress)
+    report = record.pop("val_report", None)
+    meta = _meta(cfg, command, record, spent, sum(p.numel() for p in net.parameters()),
+                 cks[0].meta["dataset"]["train_sequences"], len(val_seqs), cks[0].hparams.get("modality", "pose"))
+    meta["soup"] = {"epochs": soup["epochs"], "lr": soup["lr"], "ema_decay": soup["ema_decay"],
+                    "branches": soup["branches"][:len(done)],
+                    "main_validation": {k: v for k, v in main["best"].items() if k.startswith("val_")},
+                    "branch_validation": [{k: v for k, v in r["best"].items() if k.startswith("val_")} for r in done]}
+    for path in [out / SOUP_FILE] + ([Path(export)] if export is not None else []):
+        save_checkpoint(path, net.cpu(), **_header(cks[0]), meta=meta)
+    log.info("soup of %d branches: %s", len(done), ", ".join(f"{k} {v:.4g}" for k, v in record.items()))
+    summary = {"epochs": main["epochs"], "train_time_s": round(spent, 1), "parameters": meta["parameters"],
+               "best": record, "output": str(out), "checkpoint": str(out / SOUP_FILE), "main": main["best"],
+               "branches": [r["best"] for r in done], **({"validation": report} if report else {}),
+               **({"export": str(export)} if export is not None else {})}
+    if report is not None:
+        plot_confusion(np.array(report["confusion"]), class_names, out / "soup" / "confusion.png",
+                       f"validation, soup of {len(done)} (video top-1 {report['video_top1']:.3f})")
+    (out / "soup" / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _header(ck) -> dict[str, Any]:
+    """The save_checkpoint arguments that describe ``ck``'s network and inputs."""
+    return {"model_name": ck.model_name, "class_names": ck.class_names, "joint_layout": ck.joint_layout,
+            "sampling": ck.sampling}
 
 
 def _validate(net: nn.Module, val_set: WindowDataset, class_names: list[str], cfg: dict[str, Any],
@@ -533,16 +608,14 @@ def _finish(cfg: dict[str, Any], command: str | None, out: Path, history: list[d
         meta = _meta(cfg, command, best, elapsed, num_params, num_train, num_val,
                      ck.hparams.get("modality", "pose"))
         meta["epochs_run"] = epochs_done
-        save_checkpoint(best_path, ck.build(), model_name=ck.model_name, class_names=ck.class_names,
-                        joint_layout=ck.joint_layout, sampling=ck.sampling, meta=meta)
+        save_checkpoint(best_path, ck.build(), **_header(ck), meta=meta)
         report = next((h["val_report"] for h in history if h["epoch"] == best.get("epoch") and "val_report" in h), None)
         if report is not None:
             plot_confusion(np.array(report["confusion"]), class_names, out / "confusion.png",
                            f"validation, epoch {best['epoch']} (video top-1 {report['video_top1']:.3f})")
             summary["validation"] = report
         if export is not None:
-            save_checkpoint(export, ck.build(), model_name=ck.model_name, class_names=ck.class_names,
-                            joint_layout=ck.joint_layout, sampling=ck.sampling, meta=meta)
+            save_checkpoint(export, ck.build(), **_header(ck), meta=meta)
             summary["export"] = str(export)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
