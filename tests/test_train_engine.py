@@ -391,7 +391,7 @@ def test_weight_soup_averages_the_branches_and_resumes(npz_data, tmp_path):
         if value.is_floating_point():
             torch.testing.assert_close(value, (branches[0].state_dict[key] + branches[1].state_dict[key]) / 2)
     assert not torch.equal(branches[0].state_dict["head.1.weight"], branches[1].state_dict["head.1.weight"])
-    assert soup.meta["soup"]["branches"] == SOUP["branches"] and len(soup.meta["soup"]["branch_validation"]) == 2
+    assert soup.meta["soup"]["branches"] == SOUP["branches"] and len(soup.meta["soup"]["ingredient_validation"]) == 2
     assert summary["checkpoint"] == str(out / "soup.pt") and 0 <= summary["best"]["val_window_top1"] <= 1
     times = [json.loads((out / p / "summary.json").read_text())["train_time_s"] for p in (".", "soup/branch1", "soup/branch2")]
     assert summary["train_time_s"] == pytest.approx(sum(times), abs=0.2)
@@ -405,6 +405,14 @@ def test_weight_soup_averages_the_branches_and_resumes(npz_data, tmp_path):
     assert again["best"]["val_window_top1"] == summary["best"]["val_window_top1"]
     assert torch.equal(average_weights([b.state_dict for b in branches])["head.1.weight"],
                        load_checkpoint(out / "soup.pt").state_dict["head.1.weight"])
+
+    # the same soup from the command line, validated on the split the branches recorded
+    branch_paths = [str(out / "soup" / f"branch{i}" / "best.pt") for i in (1, 2)]
+    assert main(["soup", *branch_paths, "--output", str(tmp_path / "cli_soup.pt"), "--no-progress"]) == 0
+    cli_soup = load_checkpoint(tmp_path / "cli_soup.pt")
+    assert torch.equal(cli_soup.state_dict["head.1.weight"], soup.state_dict["head.1.weight"])
+    assert cli_soup.meta["validation"]["val_window_top1"] == summary["best"]["val_window_top1"]
+    assert cli_soup.meta["soup"]["ingredients"] == branch_paths
 
 
 def test_a_soup_is_added_to_a_finished_run_by_resume(npz_data, tmp_path):
@@ -422,6 +430,19 @@ def test_soup_branches_past_the_time_limit_are_left_out(npz_data, tmp_path):
     assert summary["epochs"] == 1 and not (out / "soup").exists() and not (out / "soup.pt").exists()
     assert torch.equal(load_checkpoint(tmp_path / "exported.pt").state_dict["head.1.weight"],
                        load_checkpoint(out / "best.pt").state_dict["head.1.weight"])
+
+
+def test_soup_command_refuses_networks_that_differ(npz_data, tmp_path, capsys):
+    train(tiny_config(npz_data, tmp_path / "a", epochs=1), progress=False)
+    cfg = tiny_config(npz_data, tmp_path / "b", epochs=1)
+    cfg["data"]["classes"] = ["wave", "arms_up"]
+    train(cfg, progress=False)
+    paths = [str(tmp_path / "a" / "best.pt"), str(tmp_path / "b" / "best.pt")]
+    assert main(["soup", *paths, "--output", str(tmp_path / "s.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot average" in err and "\n" not in err and not (tmp_path / "s.pt").exists()
+    assert main(["soup", paths[0], "--output", str(tmp_path / "s.pt")]) == 2
+    assert "at least two" in capsys.readouterr().err
 
 
 def test_a_bad_soup_branch_fails_before_training(npz_data, tmp_path):

@@ -515,7 +515,33 @@ def _soup(cfg: dict[str, Any], soup: dict[str, Any], branches: list[dict[str, An
             ck = load_checkpoint(out / BEST_FILE)
             save_checkpoint(export, ck.build(), **_header(ck), meta=ck.meta)
         return main | {"train_time_s": round(spent, 1)}
-    cks = [load_checkpoint(Path(r["output"]) / BEST_FILE) for r in done]
+    soup_meta = {"epochs": soup["epochs"], "lr": soup["lr"], "ema_decay": soup["ema_decay"],
+                 "branches": soup["branches"][:len(done)],
+                 "main_validation": {k: v for k, v in main["best"].items() if k.startswith("val_")}}
+    destinations = [out / SOUP_FILE] + ([Path(export)] if export is not None else [])
+    record, report = cook_soup([Path(r["output"]) / BEST_FILE for r in done], cfg, destinations, command,
+                               soup_meta, spent, device, progress, out / "soup" / "confusion.png")
+    summary = {"epochs": main["epochs"], "train_time_s": round(spent, 1), "parameters": main["parameters"],
+               "best": record, "output": str(out), "checkpoint": str(out / SOUP_FILE), "main": main["best"],
+               "branches": [r["best"] for r in done], **({"validation": report} if report else {}),
+               **({"export": str(export)} if export is not None else {})}
+    (out / "soup" / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def cook_soup(checkpoints: list[Path], cfg: dict[str, Any], destinations: list[Path], command: str | None,
+              soup_meta: dict[str, Any], train_time_s: float, device: torch.device, progress: bool = True,
+              confusion_png: Path | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Average ``checkpoints`` (one architecture, vocabulary and layout: else a one-line error),
+    validate the average on the held-out split of ``cfg['data']`` like an epoch, and save it to
+    every destination with ``meta['soup']`` (``soup_meta`` + each ingredient's validation).
+    Returns the validation record and report."""
+    cks = [load_checkpoint(path) for path in checkpoints]
+    for path, ck in zip(checkpoints[1:], cks[1:]):
+        if (ck.model_name, ck.class_names, ck.joint_layout, ck.hparams) != (
+                cks[0].model_name, cks[0].class_names, cks[0].joint_layout, cks[0].hparams):
+            raise InvalidInputError(f"cannot average {path} with {checkpoints[0]}: they differ in model, "
+                                    "classes, joint layout or constructor arguments")
     net = cks[0].build()
     net.load_state_dict(average_weights([ck.state_dict for ck in cks]))
     net.to(device)
@@ -523,24 +549,19 @@ def _soup(cfg: dict[str, Any], soup: dict[str, Any], branches: list[dict[str, An
     val_set = WindowDataset.for_checkpoint(cks[0], val_seqs, int(cfg["data"]["eval_windows"]), class_names)
     record = _validate(net, val_set, class_names, cfg, device, autocast_dtype(cfg, device), progress)
     report = record.pop("val_report", None)
-    meta = _meta(cfg, command, record, spent, sum(p.numel() for p in net.parameters()),
-                 cks[0].meta["dataset"]["train_sequences"], len(val_seqs), cks[0].hparams.get("modality", "pose"))
-    meta["soup"] = {"epochs": soup["epochs"], "lr": soup["lr"], "ema_decay": soup["ema_decay"],
-                    "branches": soup["branches"][:len(done)],
-                    "main_validation": {k: v for k, v in main["best"].items() if k.startswith("val_")},
-                    "branch_validation": [{k: v for k, v in r["best"].items() if k.startswith("val_")} for r in done]}
-    for path in [out / SOUP_FILE] + ([Path(export)] if export is not None else []):
-        save_checkpoint(path, net.cpu(), **_header(cks[0]), meta=meta)
-    log.info("soup of %d branches: %s", len(done), ", ".join(f"{k} {v:.4g}" for k, v in record.items()))
-    summary = {"epochs": main["epochs"], "train_time_s": round(spent, 1), "parameters": meta["parameters"],
-               "best": record, "output": str(out), "checkpoint": str(out / SOUP_FILE), "main": main["best"],
-               "branches": [r["best"] for r in done], **({"validation": report} if report else {}),
-               **({"export": str(export)} if export is not None else {})}
-    if report is not None:
-        plot_confusion(np.array(report["confusion"]), class_names, out / "soup" / "confusion.png",
-                       f"validation, soup of {len(done)} (video top-1 {report['video_top1']:.3f})")
-    (out / "soup" / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return summary
+    meta = _meta(cfg, command, record, train_time_s, sum(p.numel() for p in net.parameters()),
+                 cks[0].meta.get("dataset", {}).get("train_sequences", 0), len(val_seqs),
+                 cks[0].hparams.get("modality", "pose"))
+    meta["soup"] = {**soup_meta, "ingredients": [str(p) for p in checkpoints],
+                    "ingredient_validation": [ck.meta.get("validation", {}) for ck in cks]}
+    net.cpu()
+    for path in destinations:
+        save_checkpoint(path, net, **_header(cks[0]), meta=meta)
+    log.info("soup of %d: %s", len(cks), ", ".join(f"{k} {v:.4g}" for k, v in record.items()))
+    if report is not None and confusion_png is not None:
+        plot_confusion(np.array(report["confusion"]), class_names, confusion_png,
+                       f"validation, soup of {len(cks)} (video top-1 {report['video_top1']:.3f})")
+    return record, report
 
 
 def _header(ck) -> dict[str, Any]:
