@@ -84,6 +84,13 @@ class Checkpoint:
         ``meta["crop_region"]``, else the whole body)."""
         return str(self.meta.get("crop_region", "body"))
 
+    @property
+    def header(self) -> dict[str, Any]:
+        """The :func:`save_checkpoint` keyword arguments that describe this network and its inputs,
+        to save a changed copy: ``save_checkpoint(path, net, **ck.header, meta=...)``."""
+        return {"model_name": self.model_name, "class_names": self.class_names, "joint_layout": self.joint_layout,
+                "sampling": self.sampling}
+
     def build(self, strict: bool = True) -> nn.Module:
         """Rebuild the model and load the weights (in eval mode); :class:`CheckpointError` (one
         line) when the header names arguments the model does not take or the weights do not fit."""

@@ -121,8 +121,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 def run_soup(args: argparse.Namespace) -> int:
     import torch
 
-    from star_har.model import load_checkpoint
-    from star_har.train.config import load_config, validate_config
+    from star_har.train.config import load_config
     from star_har.train.engine import cook_soup
 
     if len(args.checkpoints) < 2:
@@ -131,19 +130,10 @@ def run_soup(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--output {args.output} is a folder; name the checkpoint file to write")
     if args.threads:
         torch.set_num_threads(args.threads)
-    first = load_checkpoint(args.checkpoints[0])
-    if args.config:
-        cfg = load_config(args.config, list(args.set or []))
-    elif "config" in first.meta:
-        cfg = validate_config(first.meta["config"], f"the training config recorded in {args.checkpoints[0]}")
-    else:
-        raise InvalidInputError(f"{args.checkpoints[0]} records no training config: name one with --config "
-                                "(its data section is the validation split)")
-    times = [load_checkpoint(path).meta.get("train_time_s") or 0 for path in args.checkpoints]
+    cfg = load_config(args.config) if args.config else None
     command = "star-har soup " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["soup"] else None
-    record, _ = cook_soup([Path(p) for p in args.checkpoints], cfg, [Path(args.output)], command, {},
-                          float(sum(times)), torch.device("cuda" if torch.cuda.is_available() else "cpu"),
-                          not args.no_progress)
+    record, _ = cook_soup([Path(p) for p in args.checkpoints], cfg, [Path(args.output)], command, {}, None,
+                          torch.device("cuda" if torch.cuda.is_available() else "cpu"), not args.no_progress)
     print(f"soup of {len(args.checkpoints)}: validation top-1 single-window {record.get('val_window_top1', float('nan')):.4f}, "
           f"centred window {record.get('val_centred_window_top1', float('nan')):.4f}, "
           f"multi-window {record.get('val_top1', float('nan')):.4f}; checkpoint {args.output}")
@@ -243,7 +233,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     u.add_argument("--output", required=True, metavar="PT", help="the checkpoint to write")
     u.add_argument("--config", metavar="YAML", help="validation data and split (default: the first checkpoint's "
                    "recorded training config)")
-    u.add_argument("--set", action="append", metavar="KEY=VALUE", help="config overrides, as for train")
     u.add_argument("--threads", type=positive_int, help="torch CPU threads")
     u.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     u.set_defaults(handler=run_soup)

@@ -348,7 +348,7 @@ def train(cfg: dict[str, Any], resume: bool = False, command: str | None = None,
     branches = branch_configs(cfg, soup, Path(cfg["output"]) / BEST_FILE) if soup else []  # bad keys: now
     rank, world, device, started = _distributed()
     try:
-        summary = _train(cfg, rank, world, device, resume, command, progress, None if soup else export)
+        summary = _train(cfg, rank, world, device, resume, command, progress, export)  # a soup replaces export
         if soup:
             summary = _soup(cfg, soup, branches, rank, world, device, resume, command, progress, export)
         return summary
@@ -511,9 +511,6 @@ def _soup(cfg: dict[str, Any], soup: dict[str, Any], branches: list[dict[str, An
         return {}
     if len(done) < 2:
         log.warning("soup: %d branch(es) trained, no soup; the model is %s", len(done), out / BEST_FILE)
-        if export is not None:
-            ck = load_checkpoint(out / BEST_FILE)
-            save_checkpoint(export, ck.build(), **_header(ck), meta=ck.meta)
         return main | {"train_time_s": round(spent, 1)}
     soup_meta = {"epochs": soup["epochs"], "lr": soup["lr"], "ema_decay": soup["ema_decay"],
                  "branches": soup["branches"][:len(done)],
@@ -529,14 +526,22 @@ def _soup(cfg: dict[str, Any], soup: dict[str, Any], branches: list[dict[str, An
     return summary
 
 
-def cook_soup(checkpoints: list[Path], cfg: dict[str, Any], destinations: list[Path], command: str | None,
-              soup_meta: dict[str, Any], train_time_s: float, device: torch.device, progress: bool = True,
+def cook_soup(checkpoints: list[Path], cfg: dict[str, Any] | None, destinations: list[Path], command: str | None,
+              soup_meta: dict[str, Any], train_time_s: float | None, device: torch.device, progress: bool = True,
               confusion_png: Path | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Average ``checkpoints`` (one architecture, vocabulary and layout: else a one-line error),
-    validate the average on the held-out split of ``cfg['data']`` like an epoch, and save it to
-    every destination with ``meta['soup']`` (``soup_meta`` + each ingredient's validation).
-    Returns the validation record and report."""
+    validate the average on the held-out split of ``cfg['data']`` (None: the training config the
+    first one records) like an epoch, and save it to every destination with ``meta['soup']``
+    (``soup_meta`` + each ingredient's validation). ``train_time_s`` None: the ingredients' own
+    training times summed. Returns the validation record and report."""
     cks = [load_checkpoint(path) for path in checkpoints]
+    if cfg is None:
+        if not isinstance(cks[0].meta.get("config"), dict):
+            raise InvalidInputError(f"{checkpoints[0]} records no training config: name one with --config "
+                                    "(its data section is the validation split)")
+        cfg = validate_config(cks[0].meta["config"], f"the training config recorded in {checkpoints[0]}")
+    if train_time_s is None:
+        train_time_s = float(sum(ck.meta.get("train_time_s") or 0 for ck in cks))
     for path, ck in zip(checkpoints[1:], cks[1:]):
         if (ck.model_name, ck.class_names, ck.joint_layout, ck.hparams) != (
                 cks[0].model_name, cks[0].class_names, cks[0].joint_layout, cks[0].hparams):
@@ -556,18 +561,12 @@ def cook_soup(checkpoints: list[Path], cfg: dict[str, Any], destinations: list[P
                     "ingredient_validation": [ck.meta.get("validation", {}) for ck in cks]}
     net.cpu()
     for path in destinations:
-        save_checkpoint(path, net, **_header(cks[0]), meta=meta)
+        save_checkpoint(path, net, **cks[0].header, meta=meta)
     log.info("soup of %d: %s", len(cks), ", ".join(f"{k} {v:.4g}" for k, v in record.items()))
     if report is not None and confusion_png is not None:
         plot_confusion(np.array(report["confusion"]), class_names, confusion_png,
                        f"validation, soup of {len(cks)} (video top-1 {report['video_top1']:.3f})")
     return record, report
-
-
-def _header(ck) -> dict[str, Any]:
-    """The save_checkpoint arguments that describe ``ck``'s network and inputs."""
-    return {"model_name": ck.model_name, "class_names": ck.class_names, "joint_layout": ck.joint_layout,
-            "sampling": ck.sampling}
 
 
 def _validate(net: nn.Module, val_set: WindowDataset, class_names: list[str], cfg: dict[str, Any],
@@ -629,14 +628,14 @@ def _finish(cfg: dict[str, Any], command: str | None, out: Path, history: list[d
         meta = _meta(cfg, command, best, elapsed, num_params, num_train, num_val,
                      ck.hparams.get("modality", "pose"))
         meta["epochs_run"] = epochs_done
-        save_checkpoint(best_path, ck.build(), **_header(ck), meta=meta)
+        save_checkpoint(best_path, ck.build(), **ck.header, meta=meta)
         report = next((h["val_report"] for h in history if h["epoch"] == best.get("epoch") and "val_report" in h), None)
         if report is not None:
             plot_confusion(np.array(report["confusion"]), class_names, out / "confusion.png",
                            f"validation, epoch {best['epoch']} (video top-1 {report['video_top1']:.3f})")
             summary["validation"] = report
         if export is not None:
-            save_checkpoint(export, ck.build(), **_header(ck), meta=meta)
+            save_checkpoint(export, ck.build(), **ck.header, meta=meta)
             summary["export"] = str(export)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

@@ -199,7 +199,6 @@ def run_importance(args: argparse.Namespace) -> int:
     print(f"     cost: {base_ms:.1f} ms per window without the head, {head_ms:.1f} ms with it, "
           f"{gradient_ms:.1f} ms with the gradient")
     meta = {**checkpoint.meta, "importance": report}
-    save_checkpoint(output, net, model_name=checkpoint.model_name, class_names=checkpoint.class_names,
-                    joint_layout=checkpoint.joint_layout, sampling=checkpoint.sampling, meta=meta)
+    save_checkpoint(output, net, **checkpoint.header, meta=meta)
     print(f"wrote {output}")
     return 0

@@ -116,7 +116,6 @@ def calibrate_checkpoint(checkpoint: str | Path, data: dict[str, Any], keep: flo
              "windows": int(len(held["labels"])), "sequences": len(val),
              "novelty_fit_windows": int(len(fitting["labels"])) if novelty else 0,
              "data": data.get("root") or sorted(data.get("sources") or {})}
-    save_checkpoint(checkpoint, net, model_name=ck.model_name, class_names=ck.class_names,
-                    joint_layout=ck.joint_layout, sampling=ck.sampling, meta={**ck.meta, "open_set": entry})
+    save_checkpoint(checkpoint, net, **ck.header, meta={**ck.meta, "open_set": entry})
     return {**entry, **open_set_report(held["logits"], held["labels"], np.zeros((0, len(ck.class_names))),
                                        ck.class_names, open_set, held["novelty"])}

@@ -3,9 +3,10 @@ augmentation), averaged weight by weight into one network of the same size and c
 
 Fine-tunes that start from the same weights stay in one basin of the loss, so the average of their
 weights is itself a working network, and it tends to keep what each fine-tune gained (the uniform
-soup of Wortsman et al., "Model soups", ICML 2022). On the Penn recipe the fine-tunes trade clean
-accuracy against robustness to webcam skeletons; the soup of three kept the clean figures of the
-best and the jitter robustness of the most robust one (README "The shipped checkpoint").
+soup of Wortsman et al., "Model soups", ICML 2022). Measured on the Penn recipe (README "The
+shipped checkpoint"): soups of three fine-tunes lowered the robustness costs (jitter, legs) but did
+not lift clean accuracy (the same in one run, one video lower in another), so no shipped config
+uses one.
 
 The config's ``soup:`` section (:class:`~star_har.train.config.SoupConfig`) names the branches;
 :func:`star_har.train.engine.train` runs them after the main run (``<output>/soup/branch<i>``, each
