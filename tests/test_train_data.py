@@ -16,7 +16,7 @@ from star_har.train.datasets.clips import load_clip_folder, pose_cache_folder
 from star_har.train.datasets.npz import load_npz, load_npz_folder, save_npz
 from star_har.train.datasets.ntu import load_ntu, read_skeleton, split_of
 from star_har.train.datasets.penn import load_penn_action, load_penn_mat
-from star_har.train.sampling import evaluation_windows, random_window, window_at
+from star_har.train.sampling import balanced_repeats, evaluation_windows, random_window, window_at
 from star_har.train.windows import WindowDataset
 
 PENN = get_layout("penn13")
@@ -206,6 +206,36 @@ def test_window_dataset_rejects_unknown_classes_and_is_seeded(tmp_path):
                                                                   AugmentConfig(), repeats=2)[3]["keypoints"])
     kept, held = stratified_split(seqs, 0.5, 0)
     assert len(held) == 3 and {s.label for s in held} == set(names)
+
+
+def test_balanced_repeats_give_small_classes_more_of_the_epoch():
+    groups = [("biisc", "wave")] * 72 + [("utd", "wave")] * 12 + [("utd", "clap")] * 12
+    assert np.array_equal(balanced_repeats(groups, 4, 0.0), np.full(96, 4))
+    for power in (0.5, 1.0):
+        counts = balanced_repeats(groups, 4, power)
+        assert counts.sum() == 96 * 4  # the epoch keeps its length
+        per_group = [counts[:72].sum(), counts[72:84].sum(), counts[84:].sum()]
+        expected = np.array([72, 12, 12], float) ** (1 - power)
+        np.testing.assert_allclose(per_group, 96 * 4 * expected / expected.sum(), atol=1)
+        assert counts[:72].max() - counts[:72].min() <= 1  # within a group: as even as integers allow
+    assert np.array_equal(balanced_repeats(groups, 4, 0.5), balanced_repeats(groups, 4, 0.5))
+
+
+def test_a_class_balanced_dataset_draws_rare_classes_more_often(tmp_path):
+    seqs = load_npz_folder(make_npz_dataset(tmp_path, per_class=2))
+    names = sorted({s.label for s in seqs})
+    rare = seqs[:1] + [s for s in seqs if s.label != seqs[0].label]  # one sequence of the first class
+    plain = WindowDataset(rare, names, "coco17", TemporalSampling(), AugmentConfig(), repeats=6)
+    balanced = WindowDataset(rare, names, "coco17", TemporalSampling(), AugmentConfig(), repeats=6, class_balance=1.0)
+    assert len(plain) == len(balanced) == 6 * len(rare)
+
+    def windows_of_first_class(data):
+        return sum(int(data[i]["label"]) == names.index(seqs[0].label) for i in range(len(data)))
+
+    assert windows_of_first_class(plain) == 6
+    assert windows_of_first_class(balanced) == len(balanced) // len(names)
+    # unbalanced, item i is still sequence i % N: the random windows of runs before the option
+    assert [int(plain[i]["sequence"]) for i in range(len(plain))] == [i % len(rare) for i in range(len(plain))]
 
 
 def _penn_video_with_frames(root) -> list:

@@ -60,6 +60,7 @@ class DataConfig(_Section):
     frames_per_window: int = Field(16, ge=1)
     window_seconds: float = Field(1.6, gt=0)
     repeats: int = Field(1, ge=1)                  # random windows per sequence and epoch
+    class_balance: float = Field(0.0, ge=0, le=1)  # 0: repeats each; 1: every (source, class) the same windows
     eval_windows: int = Field(5, ge=1)             # windows averaged per sequence in evaluation
     image_size: int = Field(112, ge=8)
     crop_region: str = "body"                      # RGB crops: around the whole body or the upper_body (model/crop.py)

@@ -374,7 +374,7 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
     augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()})
     train_set = WindowDataset(train_seqs, class_names, layout, sampling, augment, repeats=int(data["repeats"]),
                               modality=modality, image_size=int(data["image_size"]), seed=int(cfg["seed"]),
-                              crop_region=data["crop_region"])
+                              crop_region=data["crop_region"], class_balance=float(data["class_balance"]))
     val_set = WindowDataset(val_seqs, class_names, layout, sampling, None,
                             windows_per_sequence=int(data["eval_windows"]), modality=modality,
                             image_size=int(data["image_size"]), crop_region=data["crop_region"])

@@ -45,3 +45,29 @@ def evaluation_windows(num_frames: int, fps: float, sampling: TemporalSampling, 
     """``count`` windows ``(count, F)`` evenly spread over the sequence (one centred if count is 1)."""
     positions = [0.5] if count == 1 else np.linspace(0.0, 1.0, count)
     return np.stack([window_at(num_frames, fps, sampling, float(p)) for p in positions])
+
+
+def _largest_remainder(exact: np.ndarray) -> np.ndarray:
+    """Integers that sum to ``round(exact.sum())``, each within 1 of ``exact``."""
+    counts = np.floor(exact).astype(np.int64)
+    counts[np.argsort(counts - exact, kind="stable")[:int(round(exact.sum())) - int(counts.sum())]] += 1
+    return counts
+
+
+def balanced_repeats(groups: list, repeats: int, power: float) -> np.ndarray:
+    """Training windows per sequence ``(N,)`` that sum to ``N * repeats``, a group of ``n``
+    sequences (one class of one source) getting windows in proportion to ``n ** (1 - power)``.
+
+    ``power`` 0 keeps ``repeats`` for every sequence; 1 gives every group the same windows, however
+    few sequences it has (the "repeat factor" idea of class-balanced sampling). Groups are rounded
+    first, then their windows spread evenly over their sequences: deterministic, the epoch keeps
+    its length, and no group is more than one window off its share.
+    """
+    _, inverse, sizes = np.unique(np.array([str(g) for g in groups]), return_inverse=True, return_counts=True)
+    weight = sizes.astype(np.float64) ** (1 - power)
+    totals = _largest_remainder(len(groups) * repeats * weight / weight.sum())
+    rank = np.zeros(len(groups), np.int64)  # each sequence's place within its group
+    for g in range(len(sizes)):
+        members = np.flatnonzero(inverse == g)
+        rank[members] = np.arange(len(members))
+    return totals[inverse] // sizes[inverse] + (rank < totals[inverse] % sizes[inverse])

@@ -26,7 +26,7 @@ from star_har.model.vocabulary import mirror_classes
 from star_har.train.augment import AugmentConfig, augment_keypoints
 from star_har.train.camera import CameraRanges, render_window
 from star_har.train.datasets.base import Sequence
-from star_har.train.sampling import evaluation_windows, random_window
+from star_har.train.sampling import balanced_repeats, evaluation_windows, random_window
 
 # Training crops: the paper's random crops, here around the person (box scale and shift +- 10 %).
 CROP_JITTER = 0.1
@@ -70,7 +70,9 @@ class WindowDataset(Dataset):
         augment: augmentation for training windows; None for evaluation.
         windows_per_sequence: evaluation windows per sequence (ignored in training, where each
             item is one random window of sequence ``index % len(sequences)``).
-        repeats: training items per sequence and epoch.
+        repeats: training items per sequence and epoch (on average, with ``class_balance``).
+        class_balance: 0 gives every sequence ``repeats`` items; up to 1, a small class of a source
+            gets more of the epoch and a large one less (:func:`~train.sampling.balanced_repeats`).
         modality: ``"pose"`` or ``"rgb+pose"`` (then sequences must have ``frames``).
         cameras: where the random virtual cameras that render training windows of 3-D sequences
             (``points3d``) stand; evaluation keeps the recording camera's view.
@@ -80,7 +82,7 @@ class WindowDataset(Dataset):
                  sampling: TemporalSampling, augment: AugmentConfig | None = None,
                  windows_per_sequence: int = 1, repeats: int = 1, modality: str = "pose",
                  image_size: int = 112, seed: int = 0, cameras: CameraRanges = CameraRanges(),
-                 crop_region: str = "body") -> None:
+                 crop_region: str = "body", class_balance: float = 0.0) -> None:
         index = {name: i for i, name in enumerate(class_names)}
         unknown = sorted({s.label for s in sequences} - set(index))
         if unknown:
@@ -100,7 +102,9 @@ class WindowDataset(Dataset):
         self.layout, self.sampling, self.augment = layout, sampling, augment
         self.modality, self.image_size, self.seed = modality, image_size, seed
         self.box_joints = crop_joints(crop_region, layout)
-        self.repeats = repeats
+        # training item -> its sequence; unbalanced, item i is sequence i % N (the windows of earlier runs)
+        self.item_sequence = (np.tile(np.arange(len(sequences)), repeats) if class_balance == 0 else np.repeat(
+            np.arange(len(sequences)), balanced_repeats([(s.source, s.label) for s in sequences], repeats, class_balance)))
         self.epoch = 0
         self.windows = None if augment is not None else [
             (s, w) for s, seq in enumerate(sequences)
@@ -120,7 +124,7 @@ class WindowDataset(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.sequences) * self.repeats if self.windows is None else len(self.windows)
+        return len(self.item_sequence) if self.windows is None else len(self.windows)
 
     def _recorded_view(self, rng: np.random.Generator) -> bool:
         """Whether a training window of a 3-D sequence keeps the recording camera's view; no draw
@@ -131,7 +135,7 @@ class WindowDataset(Dataset):
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         if self.windows is None:
             rng = np.random.default_rng((self.seed, self.epoch, item))
-            seq_index = item % len(self.sequences)
+            seq_index = int(self.item_sequence[item])
             seq = self.sequences[seq_index]
             indices = random_window(seq.num_frames, seq.fps, self.sampling, rng, self.augment.speed)
             flip = bool(rng.uniform() < self.augment.flip)
