@@ -56,18 +56,26 @@ def _largest_remainder(exact: np.ndarray) -> np.ndarray:
 
 def balanced_repeats(groups: list, repeats: int, power: float) -> np.ndarray:
     """Training windows per sequence ``(N,)`` that sum to ``N * repeats``, a group of ``n``
-    sequences (one class of one source) getting windows in proportion to ``n ** (1 - power)``.
+    sequences (hashable keys, e.g. one class of one source) getting windows in proportion to
+    ``n ** (1 - power)``.
 
     ``power`` 0 keeps ``repeats`` for every sequence; 1 gives every group the same windows, however
     few sequences it has (the "repeat factor" idea of class-balanced sampling). Groups are rounded
     first, then their windows spread evenly over their sequences: deterministic, the epoch keeps
     its length, and no group is more than one window off its share.
     """
-    _, inverse, sizes = np.unique(np.array([str(g) for g in groups]), return_inverse=True, return_counts=True)
+    ids: dict = {}
+    group = np.array([ids.setdefault(g, len(ids)) for g in groups], np.int64)
+    sizes = np.bincount(group)
     weight = sizes.astype(np.float64) ** (1 - power)
     totals = _largest_remainder(len(groups) * repeats * weight / weight.sum())
-    rank = np.zeros(len(groups), np.int64)  # each sequence's place within its group
-    for g in range(len(sizes)):
-        members = np.flatnonzero(inverse == g)
-        rank[members] = np.arange(len(members))
-    return totals[inverse] // sizes[inverse] + (rank < totals[inverse] % sizes[inverse])
+    by_group = np.argsort(group, kind="stable")
+    rank = np.empty(len(groups), np.int64)  # each sequence's place within its group
+    rank[by_group] = np.arange(len(groups)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return totals[group] // sizes[group] + (rank < totals[group] % sizes[group])
+
+
+def item_sequences(copies: np.ndarray) -> np.ndarray:
+    """Sequence index of each training item, round-robin over sequences: ``copies[s]`` items of
+    sequence ``s``; with equal copies, item ``i`` is sequence ``i % N``."""
+    return np.concatenate([np.flatnonzero(copies > r) for r in range(int(copies.max(initial=0)))] or [np.zeros(0, np.int64)])

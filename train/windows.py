@@ -26,7 +26,7 @@ from star_har.model.vocabulary import mirror_classes
 from star_har.train.augment import AugmentConfig, augment_keypoints
 from star_har.train.camera import CameraRanges, render_window
 from star_har.train.datasets.base import Sequence
-from star_har.train.sampling import balanced_repeats, evaluation_windows, random_window
+from star_har.train.sampling import balanced_repeats, evaluation_windows, item_sequences, random_window
 
 # Training crops: the paper's random crops, here around the person (box scale and shift +- 10 %).
 CROP_JITTER = 0.1
@@ -69,7 +69,7 @@ class WindowDataset(Dataset):
         sampling: frames per window and their span in seconds.
         augment: augmentation for training windows; None for evaluation.
         windows_per_sequence: evaluation windows per sequence (ignored in training, where each
-            item is one random window of sequence ``index % len(sequences)``).
+            item is one random window of a sequence, round-robin over them).
         repeats: training items per sequence and epoch (on average, with ``class_balance``).
         class_balance: 0 gives every sequence ``repeats`` items; up to 1, a small class of a source
             gets more of the epoch and a large one less (:func:`~train.sampling.balanced_repeats`).
@@ -102,9 +102,9 @@ class WindowDataset(Dataset):
         self.layout, self.sampling, self.augment = layout, sampling, augment
         self.modality, self.image_size, self.seed = modality, image_size, seed
         self.box_joints = crop_joints(crop_region, layout)
-        # training item -> its sequence; unbalanced, item i is sequence i % N (the windows of earlier runs)
-        self.item_sequence = (np.tile(np.arange(len(sequences)), repeats) if class_balance == 0 else np.repeat(
-            np.arange(len(sequences)), balanced_repeats([(s.source, s.label) for s in sequences], repeats, class_balance)))
+        # training item -> its sequence (unbalanced: sequence i % N, the windows of earlier runs)
+        self.item_sequence = item_sequences(balanced_repeats([(s.source, s.label) for s in sequences], repeats,
+                                                             class_balance))
         self.epoch = 0
         self.windows = None if augment is not None else [
             (s, w) for s, seq in enumerate(sequences)
