@@ -432,6 +432,36 @@ def test_soup_branches_past_the_time_limit_are_left_out(npz_data, tmp_path):
                        load_checkpoint(out / "best.pt").state_dict["head.1.weight"])
 
 
+def test_a_calibrated_checkpoint_soups_with_its_fine_tune(npz_data, tmp_path):
+    """A shipped model is calibrated (novelty head, open-set meta) and older ones lack the mirror
+    table: neither is part of the trained network, so the soup averages the rest and is uncalibrated."""
+    from star_har.train.openset import calibrate_checkpoint
+
+    cfg = tiny_config(npz_data, tmp_path / "a", epochs=1)
+    train(cfg, progress=False)
+    calibrated = tmp_path / "a" / "best.pt"
+    calibrate_checkpoint(calibrated, cfg["data"], progress=False)
+    train(tiny_config(npz_data, tmp_path / "b", epochs=1, init=str(calibrated)), progress=False)
+    ingredients = [load_checkpoint(calibrated), load_checkpoint(tmp_path / "b" / "best.pt")]
+    assert ingredients[0].hparams["novelty_head"] and not ingredients[1].hparams["novelty_head"]
+    older = tmp_path / "older.pt"  # the calibrated model as a checkpoint from before the mirror table
+    hparams = {k: v for k, v in ingredients[0].hparams.items() if k != "mirror_classes"}
+    raw = torch.load(calibrated, weights_only=True)
+    torch.save({**raw, "model": {**raw["model"], "hparams": hparams}}, older)
+    assert "mirror_classes" not in load_checkpoint(older).hparams
+
+    assert main(["soup", str(older), str(tmp_path / "b" / "best.pt"), "--output", str(tmp_path / "s.pt"),
+                 "--no-progress"]) == 0
+    soup = load_checkpoint(tmp_path / "s.pt")
+    assert not soup.hparams["novelty_head"] and "open_set" not in soup.meta
+    assert soup.hparams["mirror_classes"] == ingredients[1].hparams["mirror_classes"]
+    assert not any(k.startswith("novelty_head.") for k in soup.state_dict)
+    for key, value in soup.state_dict.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (ingredients[0].state_dict[key] + ingredients[1].state_dict[key]) / 2)
+    soup.build()
+
+
 def test_soup_command_refuses_networks_that_differ(npz_data, tmp_path, capsys):
     train(tiny_config(npz_data, tmp_path / "a", epochs=1), progress=False)
     cfg = tiny_config(npz_data, tmp_path / "b", epochs=1)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from star_har.errors import InvalidInputError, MissingFileError
 from star_har.model import TemporalSampling, build_model, get_layout, load_checkpoint, save_checkpoint
-from star_har.model.checkpoint import PickledObjectsError, atomic_torch_save, plain_torch_load
+from star_har.model.checkpoint import Checkpoint, PickledObjectsError, atomic_torch_save, plain_torch_load
 from star_har.model.registry import constructor_parameters
 from star_har.model.skeleton import joint_stand_ins
 from star_har.model.vocabulary import mirror_classes
@@ -124,9 +124,7 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
     sampling = TemporalSampling(int(data["frames_per_window"]), float(data["window_seconds"]))
     if cfg.get("init"):
         ck = load_checkpoint(cfg["init"])
-        # Importance and novelty heads were fitted to the old model: they would mislead on the new one.
-        hparams = {k: v for k, v in ck.hparams.items()
-                   if k not in ("backbone_weights", "importance_head", "novelty_head")}
+        hparams = trained_hparams(ck)
         layout = cfg["model"].get("layout", ck.joint_layout)
         if cfg.get("init_modality"):
             # e.g. a pose model grows an RGB stream: the transformer starts from the pose model, the
@@ -163,6 +161,15 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         for key, param in net.named_parameters():
             param.requires_grad_(key.startswith("head."))
     return net, layout, sampling
+
+
+FITTED_HEADS = ("importance_head", "novelty_head")
+
+
+def trained_hparams(ck: Checkpoint) -> dict[str, Any]:
+    """``ck``'s constructor arguments without what is fitted after training (importance and novelty
+    heads: they would mislead on weights that changed) and without backbone weights to fetch."""
+    return {k: v for k, v in ck.hparams.items() if k not in ("backbone_weights", *FITTED_HEADS)}
 
 
 def with_test_flip(name: str, hparams: dict[str, Any], class_names: list[str],
@@ -542,13 +549,20 @@ def cook_soup(checkpoints: list[Path], cfg: dict[str, Any] | None, destinations:
         cfg = validate_config(cks[0].meta["config"], f"the training config recorded in {checkpoints[0]}")
     if train_time_s is None:
         train_time_s = float(sum(ck.meta.get("train_time_s") or 0 for ck in cks))
+    # Calibrated and uncalibrated checkpoints mix: the fitted heads are left out (fit them again on
+    # the soup), and a mirror table older checkpoints lack is the vocabulary's.
+    def architecture(ck: Checkpoint) -> tuple:
+        return (ck.model_name, ck.class_names, ck.joint_layout,
+                with_test_flip(ck.model_name, trained_hparams(ck), ck.class_names))
+
     for path, ck in zip(checkpoints[1:], cks[1:]):
-        if (ck.model_name, ck.class_names, ck.joint_layout, ck.hparams) != (
-                cks[0].model_name, cks[0].class_names, cks[0].joint_layout, cks[0].hparams):
+        if architecture(ck) != architecture(cks[0]):
             raise InvalidInputError(f"cannot average {path} with {checkpoints[0]}: they differ in model, "
                                     "classes, joint layout or constructor arguments")
-    net = cks[0].build()
-    net.load_state_dict(average_weights([ck.state_dict for ck in cks]))
+    net = build_model(cks[0].model_name, cks[0].num_classes, **architecture(cks[0])[3])
+    net.load_state_dict(average_weights([{k: v for k, v in ck.state_dict.items() if not k.startswith(FITTED_HEADS)}
+                                         for ck in cks]))
+    net.eval()
     net.to(device)
     _, val_seqs, class_names = load_splits(cfg["data"])
     val_set = WindowDataset.for_checkpoint(cks[0], val_seqs, int(cfg["data"]["eval_windows"]), class_names)
