@@ -555,12 +555,15 @@ def cook_soup(checkpoints: list[Path], cfg: dict[str, Any] | None, destinations:
         return (ck.model_name, ck.class_names, ck.joint_layout,
                 with_test_flip(ck.model_name, trained_hparams(ck), ck.class_names))
 
+    reference = architecture(cks[0])
     for path, ck in zip(checkpoints[1:], cks[1:]):
-        if architecture(ck) != architecture(cks[0]):
+        if architecture(ck) != reference:
             raise InvalidInputError(f"cannot average {path} with {checkpoints[0]}: they differ in model, "
                                     "classes, joint layout or constructor arguments")
-    net = build_model(cks[0].model_name, cks[0].num_classes, **architecture(cks[0])[3])
-    net.load_state_dict(average_weights([{k: v for k, v in ck.state_dict.items() if not k.startswith(FITTED_HEADS)}
+    name, _, _, hparams = reference
+    net = build_model(name, cks[0].num_classes, **hparams)
+    fitted = tuple(f"{head}." for head in FITTED_HEADS)
+    net.load_state_dict(average_weights([{k: v for k, v in ck.state_dict.items() if not k.startswith(fitted)}
                                          for ck in cks]))
     net.eval()
     net.to(device)
