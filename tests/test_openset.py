@@ -16,7 +16,9 @@ from star_har.realtime.ring_buffer import Window
 from star_har.train.config import load_config
 from star_har.train.datasets.npz import load_npz_folder
 from star_har.train.engine import train, window_outputs
-from star_har.train.openset import calibrate, calibrate_checkpoint, fit_temperature, open_set_report
+from star_har.errors import InvalidInputError
+from star_har.train.openset import (calibrate, calibrate_checkpoint, calibrate_like, fit_temperature, kept_share,
+                                    open_set_report)
 from star_har.train.windows import WindowDataset
 
 NAMES = ["clap", "wave", "squat", BACKGROUND]
@@ -49,6 +51,24 @@ def test_calibration_keeps_right_windows_and_rejects_flat_ones():
     assert report["out_of_vocabulary_confident"] < 0.1
     # without calibration (plain softmax, threshold 0.5) flat logits still often look confident
     assert open_set_report(known, labels, unknown, names, OpenSet())["out_of_vocabulary_confident"] > 0.2
+
+
+def test_calibrating_like_a_reference_keeps_its_share_of_training_windows():
+    """A model trained on every subject has no held-out windows: its limit keeps the share of its
+    own right training windows that a validated calibration's limit kept of its own."""
+    rng = np.random.default_rng(2)
+    names = [f"c{i}" for i in range(5)]
+    logits, labels = _generated_logits(rng, 1000, 5, peaked=True)
+    novelty = rng.gamma(4.0, 50.0, 1000)
+    for score in (novelty, None):
+        reference = calibrate(logits, labels, names, keep=0.9, novelty=score, novelty_keep=0.9)
+        share = kept_share(logits, labels, names, reference, score)
+        # the training windows of a network trained on everyone: more familiar, less spread
+        seen = calibrate_like(logits * 1.5, labels, names, {"temperature": reference.temperature,
+                                                            "training_kept": 0.97}, None if score is None else score / 2)
+        assert seen.temperature == reference.temperature and share == pytest.approx(0.9, abs=0.002)
+        assert kept_share(logits * 1.5, labels, names, seen, None if score is None else score / 2) == pytest.approx(0.97, abs=0.002)
+        assert (seen.max_novelty is None) == (score is None)
 
 
 def test_temperature_fits_overconfident_logits():
@@ -111,6 +131,21 @@ def test_calibrate_checkpoint_on_generated_out_of_vocabulary_motion(tmp_path):
     ck = load_checkpoint(checkpoint)
     assert ck.hparams["flip_test"] and ck.build().flip_test and ck.hparams["mirror_classes"] == [0, 1]
     assert OpenSet.from_meta(ck.meta).max_novelty == flipped["max_novelty"] != result["max_novelty"]
+
+    # trained on every sequence, nothing held out: calibrated like the validated run
+    everyone = {**cfg["data"], "val_fraction": 0.0}
+    assert 0.0 < flipped["training_kept"] <= 1.0
+    with pytest.raises(InvalidInputError, match="--like"):
+        calibrate_checkpoint(checkpoint, everyone, progress=False)
+    final = tmp_path / "final.pt"
+    final.write_bytes(checkpoint.read_bytes())
+    alike = calibrate_checkpoint(final, everyone, progress=False, like=checkpoint)
+    assert alike["like"] == str(checkpoint) and alike["temperature"] == flipped["temperature"]
+    assert alike["training_kept"] == pytest.approx(flipped["training_kept"], abs=1.0 / alike["windows"])
+    assert alike["windows"] > flipped["novelty_fit_windows"]  # the held-out sequences are training ones now
+    assert OpenSet.from_meta(load_checkpoint(final).meta).max_novelty == alike["max_novelty"]
+    with pytest.raises(InvalidInputError, match="held-out"):
+        calibrate_checkpoint(checkpoint, everyone, progress=False, like=final)
 
 
 def test_models_are_chosen_by_name():

@@ -109,12 +109,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, list(args.set or []))
     result = calibrate_checkpoint(args.checkpoint, cfg["data"], keep=args.keep, novelty_keep=args.novelty_keep,
                                   batch_size=args.batch_size, progress=not args.no_progress,
-                                  flip_test=args.flip_test)
+                                  flip_test=args.flip_test, like=args.like)
     limit = (f"novelty limit {result['max_novelty']:.1f} (head fitted to {result['novelty_fit_windows']} training "
              "windows)" if result["max_novelty"] is not None else f"threshold {result['threshold']:.3f}")
     print(f"temperature {result['temperature']:.3f}, {limit}: "
-          f"{result['in_vocabulary_shown_and_right']:.1%} of {result['windows']} validation windows "
-          f"({result['sequences']} videos) shown and right; stored in {args.checkpoint}")
+          f"{result['in_vocabulary_shown_and_right']:.1%} of {result['windows']} "
+          f"{'training' if args.like else 'validation'} windows ({result['sequences']} videos) shown and right"
+          + (f", {result['training_kept']:.1%} of the right training windows kept" if result["training_kept"] is not None
+             else "") + f"; stored in {args.checkpoint}")
     return 0
 
 
@@ -213,6 +215,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--keep", type=fraction, default=0.95,
                    help="models without a novelty head: share of the correctly classified validation "
                         "windows above the confidence threshold (default 0.95)")
+    c.add_argument("--like", metavar="PT",
+                   help="for a model trained on every subject (no validation split left): a checkpoint of the "
+                        "same recipe calibrated on held-out subjects; the novelty limit keeps the share of the "
+                        "right training windows that its limit kept, at its temperature")
     c.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                    help="switch the test-time flip on (the window and its mirror image averaged, twice the "
                         "cost) or off in the checkpoint before calibrating (default: as it is)")

@@ -4,7 +4,9 @@ Calibration uses in-vocabulary windows only: the novelty head's class means and 
 from the training split's windows; on the validation split (held-out subjects) the temperature
 minimises the negative log-likelihood, then the novelty limit is the lowest one that still shows
 ``novelty_keep`` of the windows the model gets right (models without a novelty head get a
-probability threshold that keeps ``keep`` of them instead). Out-of-vocabulary windows are never
+probability threshold that keeps ``keep`` of them instead). A model trained on every subject has no held-out
+windows: :func:`calibrate_like` transfers a validated calibration of its recipe through the share
+of right training windows that calibration kept. Out-of-vocabulary windows are never
 used to choose either, so measuring them afterwards (:func:`open_set_report`) is an honest test.
 """
 
@@ -42,8 +44,7 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, class_names: list[str], ke
     (and their ``(N,)`` novelty when the model has a fitted novelty head)."""
     temperature = fit_temperature(logits, labels)
     probs = OpenSet(temperature).probabilities(logits)
-    best = probs.argmax(axis=1)
-    right = (best == labels) & (np.asarray(class_names, dtype=object)[best] != BACKGROUND)
+    right = _right(logits, labels, class_names)
     if not right.any():
         return OpenSet(temperature, 1.0)
     if novelty is not None:  # the novelty limit decides; a probability threshold would only lose right windows
@@ -79,13 +80,20 @@ def open_set_report(known_logits: np.ndarray, known_labels: np.ndarray, unknown_
 
 def calibrate_checkpoint(checkpoint: str | Path, data: dict[str, Any], keep: float = 0.95,
                          novelty_keep: float = 0.9, batch_size: int = 64, progress: bool = True,
-                         flip_test: bool | None = None) -> dict[str, Any]:
+                         flip_test: bool | None = None, like: str | Path | None = None) -> dict[str, Any]:
     """Calibrate ``checkpoint`` on the split of a config ``data`` section that training used: fit
     its novelty head to the training windows (models that have one: STAR), then the temperature
     and the novelty limit (or the probability threshold) on the validation windows, and store them
     (``meta["open_set"]``, the head's statistics in the weights). Returns that entry plus the
     in-vocabulary measurement. ``flip_test`` switches the test-time flip on or off in the written
-    checkpoint (None: as it is) before calibrating, since it changes the scores."""
+    checkpoint (None: as it is) before calibrating, since it changes the scores.
+
+    ``like``: a checkpoint of the same recipe calibrated on held-out subjects, for a model trained
+    on every subject (nothing held out to calibrate on). Windows a network was trained on score as
+    more familiar than new people's, so their quantile cannot stand in for the held-out one; the
+    reference records which share of its right *training* windows its limit kept
+    (``training_kept``), and this model's limit keeps the same share of its own, with the
+    reference's temperature."""
     import torch
 
     from star_har.model import load_checkpoint, save_checkpoint
@@ -98,24 +106,79 @@ def calibrate_checkpoint(checkpoint: str | Path, data: dict[str, Any], keep: flo
     ck = dataclasses.replace(ck, hparams=with_test_flip(ck.model_name, ck.hparams, ck.class_names, flip_test))
     train, val, _ = load_splits(data)
     train, val = ([s for s in part if s.label in ck.class_names] for part in (train, val))
-    if not val:
-        raise InvalidInputError("no validation sequence of the checkpoint's classes to calibrate on")
-    windows, cpu = int(data["eval_windows"]), torch.device("cpu")
+    reference = _reference_calibration(like) if like is not None else None
+    if reference is None and not val:
+        raise InvalidInputError("no validation sequence of the checkpoint's classes to calibrate on (a model "
+                                "trained on every subject: calibrate --like a validated run of its recipe)")
     novelty = "novelty_head" in constructor_parameters(ck.model_name) and bool(train)
-    if novelty:  # the head's statistics are (re)fitted below: a head it may already have is replaced
-        net = dataclasses.replace(ck, hparams={**ck.hparams, "novelty_head": True}).build(strict=False)
-        fitting = window_outputs(net, WindowDataset.for_checkpoint(ck, train, windows), batch_size, cpu,
-                                 progress=progress, features=True)
-        net.novelty_head.fit(torch.from_numpy(fitting["features"]), torch.from_numpy(fitting["labels"]))
+    if reference is not None and not train:
+        raise InvalidInputError("no training sequence of the checkpoint's classes to calibrate on")
+    windows, cpu = int(data["eval_windows"]), torch.device("cpu")
+    net = dataclasses.replace(ck, hparams={**ck.hparams, "novelty_head": True}).build(strict=False) if novelty \
+        else ck.build()
+    seen = window_outputs(net, WindowDataset.for_checkpoint(ck, train, windows), batch_size, cpu,
+                          progress=progress, features=novelty)
+    if novelty:  # the head's statistics are (re)fitted: a head it may already have is replaced
+        features = torch.from_numpy(seen["features"])
+        net.novelty_head.fit(features, torch.from_numpy(seen["labels"]))
+        with torch.no_grad():
+            seen["novelty"] = net.novelty_head(features).numpy()
+    score = seen["novelty"] if novelty else None
+    if reference is None:
+        held = window_outputs(net, WindowDataset.for_checkpoint(ck, val, windows), batch_size, cpu, progress=progress)
+        open_set = calibrate(held["logits"], held["labels"], ck.class_names, keep,
+                             held["novelty"] if novelty else None, novelty_keep)
+        measured, sequences = held, len(val)
     else:
-        net = ck.build()
-    held = window_outputs(net, WindowDataset.for_checkpoint(ck, val, windows), batch_size, cpu, progress=progress)
-    open_set = calibrate(held["logits"], held["labels"], ck.class_names, keep,
-                         held["novelty"] if novelty else None, novelty_keep)
+        open_set = calibrate_like(seen["logits"], seen["labels"], ck.class_names, reference, score)
+        measured, sequences = seen, len(train)
     entry = {**open_set.to_meta(), "keep": keep, "novelty_keep": novelty_keep if novelty else None,
-             "windows": int(len(held["labels"])), "sequences": len(val),
-             "novelty_fit_windows": int(len(fitting["labels"])) if novelty else 0,
-             "data": data.get("root") or sorted(data.get("sources") or {})}
+             "windows": int(len(measured["labels"])), "sequences": sequences,
+             "novelty_fit_windows": int(len(seen["labels"])) if novelty else 0,
+             "training_kept": kept_share(seen["logits"], seen["labels"], ck.class_names, open_set, score)
+                             if train else None,
+             "data": data.get("root") or sorted(data.get("sources") or {}),
+             **({"like": str(like)} if reference is not None else {})}
     save_checkpoint(checkpoint, net, **ck.header, meta={**ck.meta, "open_set": entry})
-    return {**entry, **open_set_report(held["logits"], held["labels"], np.zeros((0, len(ck.class_names))),
-                                       ck.class_names, open_set, held["novelty"])}
+    return {**entry, **open_set_report(measured["logits"], measured["labels"], np.zeros((0, len(ck.class_names))),
+                                       ck.class_names, open_set, measured["novelty"])}
+
+
+def _right(logits: np.ndarray, labels: np.ndarray, class_names: list[str]) -> np.ndarray:
+    best = logits.argmax(axis=1)
+    return (best == labels) & (np.asarray(class_names, dtype=object)[best] != BACKGROUND)
+
+
+def kept_share(logits: np.ndarray, labels: np.ndarray, class_names: list[str], open_set: OpenSet,
+               novelty: np.ndarray | None) -> float | None:
+    """Share of the right windows ``(N, K)`` that ``open_set`` shows (None: no right window)."""
+    right = _right(logits, labels, class_names)
+    if not right.any():
+        return None
+    shown = open_set.confident(open_set.probabilities(logits), class_names, novelty)
+    return float(shown[right].mean())
+
+
+def calibrate_like(logits: np.ndarray, labels: np.ndarray, class_names: list[str], reference: dict[str, Any],
+                   novelty: np.ndarray | None = None) -> OpenSet:
+    """An :class:`OpenSet` from a network's own *training* windows that keeps the share
+    ``reference["training_kept"]`` of the right ones, as a validated calibration of the same
+    recipe did, at that calibration's temperature."""
+    temperature, share = float(reference["temperature"]), float(reference["training_kept"])
+    right = _right(logits, labels, class_names)
+    if not right.any():
+        return OpenSet(temperature, 1.0)
+    if novelty is not None:
+        return OpenSet(temperature, 0.0, keep_limit(np.sort(novelty[right]), share))
+    confidence = OpenSet(temperature).probabilities(logits).max(axis=1)
+    return OpenSet(temperature, keep_limit(np.sort(confidence[right])[::-1], share))
+
+
+def _reference_calibration(like: str | Path) -> dict[str, Any]:
+    from star_har.model import load_checkpoint
+
+    entry = load_checkpoint(like).meta.get("open_set") or {}
+    if entry.get("training_kept") is None or entry.get("like"):
+        raise InvalidInputError(f"--like {like}: it records no calibration on held-out subjects with the share "
+                                "of training windows it keeps; calibrate it on its validation split first")
+    return entry
