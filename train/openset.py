@@ -4,10 +4,11 @@ Calibration uses in-vocabulary windows only: the novelty head's class means and 
 from the training split's windows; on the validation split (held-out subjects) the temperature
 minimises the negative log-likelihood, then the novelty limit is the lowest one that still shows
 ``novelty_keep`` of the windows the model gets right (models without a novelty head get a
-probability threshold that keeps ``keep`` of them instead). A model trained on every subject has no held-out
-windows: :func:`calibrate_like` transfers a validated calibration of its recipe through the share
-of right training windows that calibration kept. Out-of-vocabulary windows are never
-used to choose either, so measuring them afterwards (:func:`open_set_report`) is an honest test.
+probability threshold that keeps ``keep`` of them instead). A model trained on every subject has
+no held-out windows: :func:`calibrate_like` transfers a validated calibration of its recipe
+through the share of right training windows that calibration kept. Out-of-vocabulary windows are
+never used to choose either, so measuring them afterwards (:func:`open_set_report`) is an honest
+test.
 """
 
 from __future__ import annotations
