@@ -47,6 +47,17 @@ def tiny_config(data, output, **extra) -> dict:
     return cfg
 
 
+def test_training_on_every_sequence_keeps_the_last_epoch(npz_data, tmp_path):
+    """Nothing held out (the final fit of a recipe chosen on validation): every epoch runs and
+    best.pt is the last one."""
+    cfg = tiny_config(npz_data, tmp_path / "run", epochs=3)
+    cfg["data"]["val_fraction"] = 0.0
+    summary = train(cfg, progress=False)
+    ck = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert summary["epochs"] == 3 and summary["best"]["epoch"] == 3 and ck.meta["best_epoch"] == 3
+    assert not any(key.startswith("val_") for key in summary["best"]) and ck.meta["dataset"]["val_sequences"] == 0
+
+
 def test_short_training_reaches_high_accuracy(npz_data, tmp_path):
     cfg = tiny_config(npz_data, tmp_path / "run", epochs=8)
     cfg["data"]["repeats"] = 4

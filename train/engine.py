@@ -460,7 +460,7 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
             elapsed += time.time() - tic  # wall time of the epoch, validation included
             record["time_s"] = round(elapsed, 1)
             history.append(record)
-            improved = record.get("val_window_top1", 0.0) > best["val_window_top1"] or not val_seqs
+            improved = not val_seqs or record["val_window_top1"] > best["val_window_top1"]  # nothing held out: the last
             if improved:
                 best = {k: v for k, v in record.items() if k != "val_report"}
                 meta = _meta(cfg, command, best, elapsed, num_params, len(train_seqs), len(val_seqs), modality)
