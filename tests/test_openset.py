@@ -8,6 +8,7 @@ import pytest
 import torch
 from train_fixtures import make_npz_dataset
 
+from star_har.errors import InvalidInputError
 from star_har.model import build_model, load_checkpoint, save_checkpoint
 from star_har.model.checkpoint import TemporalSampling
 from star_har.model.openset import BACKGROUND, OpenSet
@@ -16,9 +17,14 @@ from star_har.realtime.ring_buffer import Window
 from star_har.train.config import load_config
 from star_har.train.datasets.npz import load_npz_folder
 from star_har.train.engine import train, window_outputs
-from star_har.errors import InvalidInputError
-from star_har.train.openset import (calibrate, calibrate_checkpoint, calibrate_like, fit_temperature, kept_share,
-                                    open_set_report)
+from star_har.train.openset import (
+    calibrate,
+    calibrate_checkpoint,
+    calibrate_like,
+    fit_temperature,
+    kept_share,
+    open_set_report,
+)
 from star_har.train.windows import WindowDataset
 
 NAMES = ["clap", "wave", "squat", BACKGROUND]
