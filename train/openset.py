@@ -44,14 +44,21 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, class_names: list[str], ke
     """An :class:`OpenSet` from in-vocabulary validation windows ``(N, K)`` logits and labels
     (and their ``(N,)`` novelty when the model has a fitted novelty head)."""
     temperature = fit_temperature(logits, labels)
-    probs = OpenSet(temperature).probabilities(logits)
+    return _limit_keeping(logits, labels, class_names, temperature, novelty_keep if novelty is not None else keep,
+                          novelty)
+
+
+def _limit_keeping(logits: np.ndarray, labels: np.ndarray, class_names: list[str], temperature: float,
+                   share: float, novelty: np.ndarray | None) -> OpenSet:
+    """The :class:`OpenSet` at ``temperature`` that still shows ``share`` of the right windows."""
     right = _right(logits, labels, class_names)
     if not right.any():
         return OpenSet(temperature, 1.0)
     if novelty is not None:  # the novelty limit decides; a probability threshold would only lose right windows
-        return OpenSet(temperature, 0.0, keep_limit(np.sort(novelty[right]), novelty_keep))
-    # the keep-th quantile of the right windows' confidences: lower would show more guesses
-    return OpenSet(temperature, keep_limit(np.sort(probs.max(axis=1)[right])[::-1], keep))
+        return OpenSet(temperature, 0.0, keep_limit(np.sort(novelty[right]), share))
+    # the share-th quantile of the right windows' confidences: lower would show more guesses
+    confidence = OpenSet(temperature).probabilities(logits).max(axis=1)
+    return OpenSet(temperature, keep_limit(np.sort(confidence[right])[::-1], share))
 
 
 def open_set_report(known_logits: np.ndarray, known_labels: np.ndarray, unknown_logits: np.ndarray,
@@ -165,14 +172,8 @@ def calibrate_like(logits: np.ndarray, labels: np.ndarray, class_names: list[str
     """An :class:`OpenSet` from a network's own *training* windows that keeps the share
     ``reference["training_kept"]`` of the right ones, as a validated calibration of the same
     recipe did, at that calibration's temperature."""
-    temperature, share = float(reference["temperature"]), float(reference["training_kept"])
-    right = _right(logits, labels, class_names)
-    if not right.any():
-        return OpenSet(temperature, 1.0)
-    if novelty is not None:
-        return OpenSet(temperature, 0.0, keep_limit(np.sort(novelty[right]), share))
-    confidence = OpenSet(temperature).probabilities(logits).max(axis=1)
-    return OpenSet(temperature, keep_limit(np.sort(confidence[right])[::-1], share))
+    return _limit_keeping(logits, labels, class_names, float(reference["temperature"]),
+                          float(reference["training_kept"]), novelty)
 
 
 def _reference_calibration(like: str | Path) -> dict[str, Any]:
