@@ -2,7 +2,7 @@
 
     python benchmarks/open_set.py --checkpoint assets/star_pose_penn.pt \\
         --unknown configs/everyday.yaml --skip-classes background,squat,tennis_serve,tennis_swing
-    python benchmarks/open_set.py --checkpoint assets/star_pose_everyday.pt \\
+    python benchmarks/open_set.py --checkpoint runs/everyday_soup.pt \\
         --unknown configs/star_pose_penn.yaml --skip-classes tennis_forehand,baseball_pitch
 
 Known windows: the validation split of the checkpoint's own training config (held-out subjects or
