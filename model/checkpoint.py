@@ -79,6 +79,16 @@ class Checkpoint:
         return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
 
     @property
+    def joint_depth(self) -> bool:
+        """Whether the model reads a depth channel in its keypoints (``(B, T, J, 4)``)."""
+        return bool(self.hparams.get("joint_depth", False))
+
+    @property
+    def keypoint_channels(self) -> int:
+        """Channels of the model's keypoint input: x, y, confidence (and depth)."""
+        return 4 if self.joint_depth else 3
+
+    @property
     def crop_region(self) -> str:
         """Around which joints the RGB crops are cut (:data:`~star_har.model.crop.CROP_REGIONS`;
         ``meta["crop_region"]``, else the whole body)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from star_har.model.skeleton import DEPTH_CHANNEL
+
 
 def normalize_to_person_box(keypoints: torch.Tensor, min_confidence: float, margin: float = 0.1) -> torch.Tensor:
     """Map pixel keypoints ``(B, T, J, 3)`` into a person-centred unit square, per window.
@@ -12,9 +14,11 @@ def normalize_to_person_box(keypoints: torch.Tensor, min_confidence: float, marg
     its longer side maps to ``1 / (1 + 2 * margin)`` and its centre to (0.5, 0.5). This makes
     pose-only models invariant to where the person stands and how large they appear, which is
     what lets a model trained on dataset annotations run on webcam skeletons. Returns
-    ``(B, T, J, 3)`` with x, y in [0, 1] and the confidence unchanged.
+    ``(B, T, J, 3)`` with x, y in [0, 1] and the confidence unchanged; keypoints with a depth
+    channel ``(B, T, J, 4)`` keep it, minus the mean depth of the window's visible joints and in
+    units of the same box side.
     """
-    xy, conf = keypoints[..., :2], keypoints[..., 2:]
+    xy, conf = keypoints[..., :2], keypoints[..., 2:3]
     visible = conf > min_confidence
     big = torch.finfo(xy.dtype).max
     lo = torch.where(visible, xy, torch.full_like(xy, big)).amin(dim=(1, 2), keepdim=True)
@@ -24,7 +28,12 @@ def normalize_to_person_box(keypoints: torch.Tensor, min_confidence: float, marg
     hi = torch.where(any_visible, hi, torch.ones_like(hi))
     centre = (lo + hi) / 2
     side = (hi - lo).amax(dim=-1, keepdim=True).clamp_min(1e-3) * (1 + 2 * margin)
-    return torch.cat(((xy - centre) / side + 0.5, conf), dim=-1)
+    boxed = ((xy - centre) / side + 0.5, conf)
+    if keypoints.shape[-1] <= DEPTH_CHANNEL:
+        return torch.cat(boxed, dim=-1)
+    depth, seen = keypoints[..., DEPTH_CHANNEL:DEPTH_CHANNEL + 1], visible.to(xy.dtype)
+    mean_depth = (depth * seen).sum(dim=(1, 2), keepdim=True) / seen.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
+    return torch.cat((*boxed, (depth - mean_depth) * seen / side[..., :1]), dim=-1)
 
 
 def gaussian_heatmaps(keypoints: torch.Tensor, height: int, width: int, sigma: float,

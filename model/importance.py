@@ -24,7 +24,8 @@ def occlusion_fill(window: torch.Tensor, axis: int, confidence: bool = False,
     ``axis``) of the result is the mean of frames ``t - 1`` and ``t + 1`` of ``window`` (the first
     and last frames have one neighbour: both sides read it).
 
-    With ``confidence=True`` the tensor is keypoints ``(..., J, 3)``: a joint is interpolated from
+    With ``confidence=True`` the tensor is keypoints ``(..., J, 3)`` (or ``(..., J, 4)``, the depth
+    interpolated like x and y): a joint is interpolated from
     the neighbours that see it (confidence > ``min_confidence``), copied from the one that does,
     and gets confidence 0 where neither does. Occluding frame ``t`` changes frame ``t`` only, so
     ``fill - window`` holds every frame's occlusion displacement.
@@ -35,12 +36,11 @@ def occlusion_fill(window: torch.Tensor, axis: int, confidence: bool = False,
     after = window.index_select(axis, torch.where(index < last, index + 1, index - 1))
     if not confidence:
         return (before + after) / 2
-    seen_before, seen_after = before[..., 2:] > min_confidence, after[..., 2:] > min_confidence
-    xy = torch.where(seen_before & seen_after, (before[..., :2] + after[..., :2]) / 2,
-                     torch.where(seen_before, before[..., :2], after[..., :2]))
-    conf = torch.where(seen_before | seen_after, torch.maximum(before[..., 2:], after[..., 2:]),
-                       torch.zeros_like(before[..., 2:]))
-    return torch.cat((xy, conf), dim=-1)
+    seen_before, seen_after = before[..., 2:3] > min_confidence, after[..., 2:3] > min_confidence
+    filled = torch.where(seen_before & seen_after, (before + after) / 2, torch.where(seen_before, before, after))
+    conf = torch.where(seen_before | seen_after, torch.maximum(before[..., 2:3], after[..., 2:3]),
+                       torch.zeros_like(before[..., 2:3]))
+    return torch.cat((filled[..., :2], conf, filled[..., 3:]), dim=-1)
 
 
 def occlude_frame(window: np.ndarray, index: int, axis: int, confidence: bool = False) -> np.ndarray:

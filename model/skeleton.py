@@ -266,10 +266,28 @@ def convert_keypoints(keypoints: np.ndarray, src: str | JointLayout, dst: str | 
     return out
 
 
-def flip_keypoints(keypoints: np.ndarray, layout: str | JointLayout, width: float) -> np.ndarray:
-    """Mirror ``(..., J, 3)`` pixel keypoints horizontally in an image ``width`` pixels wide.
+#: Index of the optional depth channel of pixel keypoints ``(..., J, 4)``: x, y, confidence,
+#: depth. Depth is in pixels at the person's scale (the unit of x and y there), larger = farther
+#: from the camera, with any offset (models only use depth differences). It comes last so every
+#: reader of x, y and confidence (channels 0-2) works on keypoints with or without it.
+DEPTH_CHANNEL = 3
 
-    x becomes ``width - x`` and left/right joints swap, so the result is what a pose estimator
+
+def convert_pose(keypoints: np.ndarray, src: str | JointLayout, dst: str | JointLayout) -> np.ndarray:
+    """:func:`convert_keypoints` for pixel keypoints ``(..., J_src, 3)`` or, with the depth channel,
+    ``(..., J_src, 4)``: a derived joint's depth is the mean of its parts' depths."""
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    if keypoints.shape[-1] != DEPTH_CHANNEL + 1:
+        return convert_keypoints(keypoints, src, dst)
+    # Put depth where convert_keypoints averages (before the confidence) and back.
+    moved = convert_keypoints(keypoints[..., [0, 1, DEPTH_CHANNEL, 2]], src, dst)
+    return moved[..., [0, 1, 3, 2]]
+
+
+def flip_keypoints(keypoints: np.ndarray, layout: str | JointLayout, width: float) -> np.ndarray:
+    """Mirror ``(..., J, 3 or 4)`` pixel keypoints horizontally in an image ``width`` pixels wide.
+
+    x becomes ``width - x`` and left/right joints swap (depth is unchanged), so the result is what a pose estimator
     would report on the mirrored image. Invisible joints stay invisible.
     """
     layout = get_layout(layout)

@@ -37,6 +37,11 @@ pose checkpoints switch them on, see ``configs/star_pose_penn.yaml``):
 * ``joint_features=("field", "kinematics")``: each joint token also embeds the joint's position,
   bone and motion (:class:`~star_har.model.pose_features.JointKinematics`), the inputs skeleton
   networks rely on; Eq. 1 alone tells the transformer where a joint is, not how it moves;
+* ``joint_depth=True``: the keypoints carry each joint's depth (channel
+  :data:`~star_har.model.skeleton.DEPTH_CHANNEL`: Kinect depth through the virtual camera, or
+  MediaPipe's estimated ``z``) and the kinematics add its position, bone and motion components.
+  The paper's inputs are 2-D; motions towards the camera (push, knock, catch) barely move a joint
+  in a frontal 2-D view, and depth is what tells them apart;
 * ``temporal_kernel=k``: a per-joint depth-wise temporal convolution before the first layer
   (:class:`~star_har.model.pose_features.TemporalStem`);
 * ``flip_test=True``: in eval mode the window and its mirror image are classified together and
@@ -62,9 +67,9 @@ from star_har.model.backbone import STAGE_CHANNELS, MC18Features
 from star_har.model.heatmaps import gaussian_heatmaps, joint_map_tokens, normalize_to_person_box
 from star_har.model.importance import ImportanceHead, interpolation_residuals
 from star_har.model.openset import NoveltyHead
-from star_har.model.pose_features import KINEMATIC_FEATURES, JointKinematics, TemporalStem
+from star_har.model.pose_features import JointKinematics, TemporalStem
 from star_har.model.registry import ActionOutput, register_model
-from star_har.model.skeleton import get_layout
+from star_har.model.skeleton import DEPTH_CHANNEL, get_layout
 
 Modality = Literal["rgb+pose", "pose"]
 JOINT_FEATURES = ("field", "kinematics")
@@ -158,6 +163,8 @@ class STARTransformer(nn.Module):
         joint_features: what a joint token embeds, a subset of ``("field", "kinematics")``;
             "field" is Eq. 1 (the CNN map, or the learned field in the ``pose`` modality).
         temporal_kernel: frames of the per-joint temporal stem; 0 = none (the paper).
+        joint_depth: the keypoints have a depth channel and the kinematics use it (needs
+            ``kinematics``).
         flip_test: average the logits of the window and its mirror image in eval mode.
         mirror_classes: for each class, the class its mirror image shows (None: itself), for
             ``flip_test``.
@@ -170,12 +177,16 @@ class STARTransformer(nn.Module):
         frames: ``(B, 3, T, H, W)`` RGB normalised with the Kinetics mean/std, or None in the
             ``pose`` modality; H and W multiples of 16.
         keypoints: ``(B, T, J, 3)``: x, y in pixels of ``frames`` (any pixel frame in ``pose``
-            mode) and a confidence in [0, 1]. T must be even.
+            mode) and a confidence in [0, 1]; ``(B, T, J, 4)`` with ``joint_depth``, the depth
+            last (a model without it ignores a fourth channel). T must be even.
     """
 
     #: Parameters with one row per joint of the layout (fine-tuning into another layout carries
     #: each row to the joint that stands in for it, see ``skeleton.joint_stand_ins``).
     joint_parameters: tuple[str, ...] = ("joint_embed",)
+    #: Parameters that read the kinematic features: switching ``joint_depth`` on appends input
+    #: columns to them (fine-tuning starts them at zero, so the model starts as it was).
+    widened_parameters: tuple[str, ...] = ("kinematics_embed.0.weight",)
 
     def __init__(self, num_classes: int, modality: Modality = "rgb+pose", num_joints: int = 13,
                  dim: int = 256, depth: int = 3, num_heads: int = 8, mlp_ratio: float = 4.0,
@@ -183,7 +194,8 @@ class STARTransformer(nn.Module):
                  backbone_weights: str | os.PathLike | None = None, joint_stage: str = "layer2",
                  global_grid: int | None = None, field_size: int = 16, field_channels: int = 64,
                  layout: str | None = None, joint_features: Sequence[str] = ("field",),
-                 temporal_kernel: int = 0, flip_test: bool = False, mirror_classes: Sequence[int] | None = None,
+                 temporal_kernel: int = 0, joint_depth: bool = False, flip_test: bool = False,
+                 mirror_classes: Sequence[int] | None = None,
                  importance_head: bool = False, novelty_head: bool = False) -> None:
         super().__init__()
         if modality not in ("rgb+pose", "pose"):
@@ -196,6 +208,9 @@ class STARTransformer(nn.Module):
                                     f"got {joint_features}")
         if temporal_kernel < 0 or (temporal_kernel and temporal_kernel % 2 == 0):
             raise InvalidInputError(f"temporal_kernel must be 0 or odd, got {temporal_kernel}")
+        if joint_depth and ("kinematics" not in joint_features or modality != "pose"):
+            # RGB crops rescale x and y but not depth: depth is for skeletons only
+            raise InvalidInputError("joint_depth needs the pose modality and the 'kinematics' joint features")
         if layout is None and ("kinematics" in joint_features or flip_test):
             raise InvalidInputError("joint_features 'kinematics' and flip_test need the joint layout")
         if layout is not None and get_layout(layout).num_joints != num_joints:
@@ -212,7 +227,7 @@ class STARTransformer(nn.Module):
                             joint_stage=joint_stage, global_grid=global_grid,
                             field_size=field_size, field_channels=field_channels, layout=layout,
                             joint_features=list(joint_features), temporal_kernel=temporal_kernel,
-                            flip_test=flip_test, mirror_classes=None if mirror_classes is None else mirror,
+                            joint_depth=joint_depth, flip_test=flip_test, mirror_classes=None if mirror_classes is None else mirror,
                             importance_head=importance_head, novelty_head=novelty_head)
         self.modality, self.sigma, self.min_confidence = modality, sigma, min_confidence
         self.global_grid = global_grid
@@ -233,9 +248,10 @@ class STARTransformer(nn.Module):
             num_cls = 2  # CLS_joint, CLS_total
         self.joint_proj = (nn.Sequential(nn.Linear(joint_channels, dim), nn.LayerNorm(dim))
                            if "field" in joint_features else None)
-        self.kinematics = JointKinematics(layout) if "kinematics" in joint_features else None
+        self.joint_depth = joint_depth
+        self.kinematics = JointKinematics(layout, joint_depth) if "kinematics" in joint_features else None
         self.kinematics_embed = nn.Sequential(
-            nn.Linear(KINEMATIC_FEATURES, dim), nn.GELU(), nn.Linear(dim, dim), nn.LayerNorm(dim)
+            nn.Linear(self.kinematics.num_features, dim), nn.GELU(), nn.Linear(dim, dim), nn.LayerNorm(dim)
         ) if self.kinematics is not None else None
         self.stem = TemporalStem(dim, temporal_kernel) if temporal_kernel else None
         self.joint_embed = nn.Parameter(torch.zeros(num_joints, dim))
@@ -293,6 +309,11 @@ class STARTransformer(nn.Module):
 
     def classify(self, frames: torch.Tensor | None, keypoints: torch.Tensor) -> ActionOutput:
         """One pass of the model (``forward`` adds the test-time flip)."""
+        channels = DEPTH_CHANNEL + 1 if self.joint_depth else DEPTH_CHANNEL
+        if keypoints.shape[-1] < channels:
+            raise InvalidInputError(f"this model reads {channels} keypoint channels (x, y, confidence"
+                                    f"{', depth' if self.joint_depth else ''}), got {keypoints.shape[-1]}")
+        keypoints = keypoints[..., :channels]
         boxed = normalize_to_person_box(keypoints, self.min_confidence)
         frame_tokens, cls, attention = self.encode(frames, keypoints, boxed)
         if self.importance_head is not None:

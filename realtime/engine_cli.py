@@ -39,7 +39,7 @@ def export_command(args: argparse.Namespace) -> int:
     except EngineUnavailable as exc:
         raise UserError(str(exc)) from None
     inputs = f"frames (B, 3, T, {spec.input_size[0]}, {spec.input_size[1]}) + keypoints" if spec.needs_frames else "keypoints"
-    print(f"wrote {path} ({args.format}, {checkpoint.model_name}, inputs: {inputs} (B, T, {spec.input_joints}, 3), "
+    print(f"wrote {path} ({args.format}, {checkpoint.model_name}, inputs: {inputs} (B, T, {spec.input_joints}, {spec.keypoint_channels}), "
           f"{len(spec.class_names)} classes)")
     return 0
 

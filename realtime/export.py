@@ -1,6 +1,7 @@
 """ONNX export of star-har models (dynamo exporter), self-describing through ONNX metadata.
 
-The exported graph has inputs ``keypoints`` (B, T, J, 3) and, for models that read RGB,
+The exported graph has inputs ``keypoints`` (B, T, J, 3) (``(B, T, J, 4)`` with depth for models
+with ``joint_depth``) and, for models that read RGB,
 ``frames`` (B, 3, T, H, W) (pose-only models have no frames input at all), and outputs
 ``logits`` (B, K), ``frame_importance`` (B, T) and ``novelty`` (B,). The batch dimension is dynamic; so is T
 (any even number) when the model allows it. The metadata carries the class names, the joint
@@ -46,8 +47,9 @@ for _name in ("onnx_ir", "onnxscript"):
 _METADATA_PREFIX = "star_har."
 # Largest batch the exported graph promises to accept (the graph itself does not care).
 MAX_EXPORT_BATCH = 1024
-INPUT_LAYOUT = ("keypoints: (batch, time, joints, 3) float32, x and y in pixels of the frames, "
-                "confidence in [0, 1]; frames: (batch, 3, time, height, width) float32 RGB in [0, 1] "
+INPUT_LAYOUT = ("keypoints: (batch, time, joints, 3 or 4) float32, x and y in pixels of the frames, "
+                "confidence in [0, 1] and, as a fourth channel for models with depth, depth in pixels "
+                "(larger = farther); frames: (batch, 3, time, height, width) float32 RGB in [0, 1] "
                 "normalised with the Kinetics mean/std (only models that read RGB)")
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from star_har.model.skeleton import convert_keypoints
+from star_har.model.skeleton import convert_pose
 from star_har.pose import MEDIAPIPE_LAYOUT
 from star_har.realtime.capture import Frame
 from star_har.realtime.postprocess import PostProcessor, Prediction
@@ -135,8 +135,11 @@ class PeopleStage:
         return self._last_step is None or not 0 <= frame.index - self._last_step < self.ring_template.hop
 
     def push(self, frame: Frame, people: np.ndarray) -> PeopleStep | None:
-        """Add the ``(P, 33, 3)`` MediaPipe people of ``frame``; returns the step's windows when due."""
-        people = convert_keypoints(np.reshape(people, (-1, 33, 3)), MEDIAPIPE_LAYOUT, self.layout)
+        """Add the ``(P, 33, 3)`` (or ``(P, 33, 4)`` with depth) MediaPipe people of ``frame``; returns
+        the step's windows when due."""
+        people = np.asarray(people, np.float32)
+        people = convert_pose(people.reshape(-1, 33, people.shape[-1] if people.ndim == 3 else 3),
+                              MEDIAPIPE_LAYOUT, self.layout)
         tracks = self.tracker.update(people, frame.timestamp, frame.image.shape[1])
         for track in self.tracker.ended:
             del self.states[track.track_id]

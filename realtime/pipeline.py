@@ -68,7 +68,8 @@ log = logging.getLogger(__name__)
 class FrameUpdate:
     """One frame after the pose stage, for display.
 
-    keypoints: ``(J, 3)`` the main person in ``Pipeline.layout`` (pixels of ``frame.image``),
+    keypoints: ``(J, 3)`` the main person in ``Pipeline.layout`` (pixels of ``frame.image``; ``(J, 4)``
+        with depth for a model with ``joint_depth``),
         from this frame when ``pose_fresh``, else from the latest frame pose ran on.
     prediction: the latest prediction (None before the first window).
     people: multi-person runs (``num_poses`` > 1): everybody tracked, each with their latest
@@ -135,7 +136,8 @@ class Pipeline:
         self.layout = self.checkpoint.joint_layout
         self.sampling = self.checkpoint.sampling
         self.source = source or open_source(config.source, config.image_fps)
-        self.pose = pose or PoseEstimator(config.pose_model, self.layout, config.num_poses)
+        self.pose = pose or PoseEstimator(config.pose_model, self.layout, config.num_poses,
+                                          depth=self.checkpoint.joint_depth)
         if engine is None:
             try:
                 engine = self._create_engine()
@@ -256,7 +258,7 @@ class Pipeline:
             put_blocking(self.windows, window, self._stop)
 
     def _pose_loop(self) -> None:
-        keypoints = np.zeros((0, 3), np.float32)
+        keypoints = np.zeros((0, self.checkpoint.keypoint_channels), np.float32)
         person_found = False
         schedule = PoseSchedule(self.sampling.frame_interval, self.config.pose_every_frame)
         last_frame = None

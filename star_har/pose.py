@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from star_har.errors import InvalidInputError, MissingFileError
 from star_har.files import cache_dir
-from star_har.model.skeleton import convert_keypoints, get_layout
+from star_har.model.skeleton import convert_pose, get_layout
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,11 @@ class PoseResult:
     """Pose of one frame.
 
     keypoints: ``(J, 3)`` float32 main person in the requested layout: x, y in pixels of the frame,
-        confidence in [0, 1]; all zeros when ``person_found`` is False.
-    people: ``(P, 33, 3)`` everybody MediaPipe found (its 33-joint layout, pixels), P >= 0.
+        confidence in [0, 1] (``(J, 4)`` with MediaPipe's depth as channel
+        :data:`~star_har.model.skeleton.DEPTH_CHANNEL` when the estimator has ``depth``); all zeros
+        when ``person_found`` is False.
+    people: ``(P, 33, 3)`` (or ``(P, 33, 4)``) everybody MediaPipe found (its 33-joint layout,
+        pixels), P >= 0.
     main_index: which of ``people`` is the main person (None when nobody).
     inference_ms: time MediaPipe took on this frame.
     """
@@ -163,6 +166,27 @@ def person_boxes(people: np.ndarray, min_confidence: float = 0.5) -> np.ndarray:
     return np.concatenate([low, high], axis=1).astype(np.float32)
 
 
+def world_depth(people: np.ndarray, world: np.ndarray, min_confidence: float = 0.5) -> np.ndarray:
+    """``(P, J)`` depth in pixels of each ``(P, J, 3)`` person from MediaPipe's world landmarks
+    ``(P, J, 3)`` (metres, hip-centred, z larger = farther): ``z`` times the person's pixels per
+    metre (the spread of the confident joints in the image over their spread in the world).
+
+    MediaPipe's image landmarks also carry a ``z``, in units of the image width, but on our clips
+    it is about 3.5 times too large against x and y; the world landmarks are metric, the scale of
+    the Kinect skeletons' depth that models also train on."""
+    confident = people[..., 2] > min_confidence
+    confident[confident.sum(axis=1) < 2] = True
+    weights = confident[..., None].astype(np.float32)
+    pixels_per_metre = _spread(people[..., :2], weights) / np.maximum(_spread(world[..., :2], weights), 1e-6)
+    return (world[..., 2] * pixels_per_metre[:, None]).astype(np.float32)
+
+
+def _spread(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``(P,)`` RMS distance of ``(P, J, 2)`` points from their weighted mean (weights ``(P, J, 1)``)."""
+    mean = (points * weights).sum(axis=1, keepdims=True) / weights.sum(axis=1, keepdims=True)
+    return np.sqrt((((points - mean) ** 2) * weights).sum(axis=(1, 2)) / weights.sum(axis=(1, 2)))
+
+
 def select_main_person(people: np.ndarray, previous_centre: np.ndarray | None) -> int:
     """Index of the main person in ``(P, J, 3)``: nearest to ``previous_centre`` (x, y) when
     following someone, else the largest. P must be >= 1."""
@@ -180,16 +204,18 @@ class PoseEstimator:
     model_path: the ``.task`` file (resolved with :func:`resolve_pose_model` when None).
     layout: joint layout of :attr:`PoseResult.keypoints` (the checkpoint's, e.g. ``penn13``).
     num_poses: how many people MediaPipe looks for; the main one is followed among them.
+    depth: also report each joint's depth (:func:`world_depth`), for models trained with depth.
     Frames must come with increasing timestamps (VIDEO mode tracks between them). Not
     thread-safe: use it from one thread, and :meth:`close` it (or use ``with``).
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, layout: str = "penn13",
                  num_poses: int = 1, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5) -> None:
+                 min_tracking_confidence: float = 0.5, depth: bool = False) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
         self.layout = get_layout(layout)
+        self.depth = depth
         self.model_path = resolve_pose_model(model_path)
         options = vision.PoseLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
@@ -217,15 +243,20 @@ class PoseEstimator:
         result = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb),
                                                    self._last_ms)
         elapsed = (time.perf_counter() - start) * 1000
+        channels = 4 if self.depth else 3
         people = np.array([[(p.x * width, p.y * height, p.visibility or 0.0) for p in person]
                            for person in result.pose_landmarks], dtype=np.float32).reshape(-1, 33, 3)
+        if self.depth:
+            world = np.array([[(p.x, p.y, p.z) for p in person] for person in result.pose_world_landmarks],
+                             dtype=np.float32).reshape(-1, 33, 3)
+            people = np.concatenate((people, world_depth(people, world)[..., None]), axis=-1)
         if len(people) == 0:
             self._centre = None
-            return PoseResult(np.zeros((self.layout.num_joints, 3), np.float32), False, people, None, elapsed)
+            return PoseResult(np.zeros((self.layout.num_joints, channels), np.float32), False, people, None, elapsed)
         main = select_main_person(people, self._centre)
         box = person_boxes(people[main:main + 1])[0]
         self._centre = (box[:2] + box[2:]) / 2
-        keypoints = convert_keypoints(people[main], MEDIAPIPE_LAYOUT, self.layout)
+        keypoints = convert_pose(people[main], MEDIAPIPE_LAYOUT, self.layout)
         return PoseResult(keypoints, True, people, main, elapsed)
 
     def close(self) -> None:

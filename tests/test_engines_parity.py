@@ -133,3 +133,22 @@ def test_export_cli_rejects_fp16_onnx(tmp_path, capsys):
     checkpoint = tiny_checkpoint(tmp_path / "pose.pt", "pose")
     assert main(["export", "--checkpoint", str(checkpoint), "--output", str(tmp_path / "x.onnx"), "--fp16"]) == 2
     assert "--fp16 applies to --format tensorrt" in capsys.readouterr().err
+
+
+def test_star_pose_with_joint_depth_parity(tmp_path):
+    """A model with depth exports a four-channel keypoint input; both engines refuse three channels."""
+    torch.manual_seed(0)
+    net = build_model("star", 3, modality="pose", num_joints=13, layout="penn13", dim=32, depth=1, num_heads=2,
+                      joint_features=["field", "kinematics"], joint_depth=True)
+    save_checkpoint(tmp_path / "depth.pt", net, model_name="star", class_names=CLASS_NAMES[:3], joint_layout="penn13",
+                    sampling=TemporalSampling(16, 1.6))
+    ck = load_checkpoint(tmp_path / "depth.pt")
+    reference = create_engine(ck, "torch", "cpu")
+    engine = create_engine(ck, "onnxruntime", "cpu", cache_dir=tmp_path / "cache", threads=1)
+    assert engine.spec.keypoint_channels == 4
+    assert_parity(reference, engine, 2)
+    _, keypoints = engine.spec.example_inputs(1)
+    assert np.ptp(keypoints[..., 3]) > 0  # the example windows exercise the depth inputs
+    for candidate in (reference, engine):
+        with pytest.raises(ValueError, match=r"\(B, T, 13, 4\)"):
+            candidate.infer(None, keypoints[..., :3])

@@ -98,12 +98,12 @@ def test_msr_2d_pixels_are_unmirrored(tmp_path):
 def test_pinhole_projection_of_a_known_point():
     camera = VirtualCamera(yaw=0.0, pitch=0.0, distance=2.0, focal=500.0, width=640.0, height=480.0)
     point = np.array([[0.4, 0.2, 0.5, 1.0]])
-    u, v, c = camera.project(point, pivot=np.zeros(3))[0]
+    u, v, c, _ = camera.project(point, pivot=np.zeros(3))[0]
     assert (u, v, c) == pytest.approx((320 + 500 * 0.4 / 2.5, 240 - 500 * 0.2 / 2.5, 1.0))
     # Turned 90 degrees around the person, the point's z offset becomes sideways and its x depth.
-    u, _, _ = VirtualCamera(yaw=90.0, distance=3.0).project(point, np.zeros(3))[0]
+    u = VirtualCamera(yaw=90.0, distance=3.0).project(point, np.zeros(3))[0, 0]
     assert u == pytest.approx(320 + 500 * -0.5 / (3.0 + 0.4))
-    u, _, _ = VirtualCamera(yaw=-90.0, distance=3.0).project(point, np.zeros(3))[0]
+    u = VirtualCamera(yaw=-90.0, distance=3.0).project(point, np.zeros(3))[0, 0]
     assert u == pytest.approx(320 + 500 * 0.5 / (3.0 - 0.4))
     # From straight above (pitch 90), a point above the pivot is nearer, so further from the centre.
     above = VirtualCamera(pitch=90.0, distance=3.0)
@@ -111,6 +111,19 @@ def test_pinhole_projection_of_a_known_point():
     assert high[0] - 320 == pytest.approx(500 * 0.3 / 2.0) and low[0] - 320 == pytest.approx(500 * 0.3 / 4.0)
     # Behind the camera: invisible.
     assert camera.project(np.array([[0.0, 0.0, -5.0, 1.0]]), np.zeros(3))[0, 2] == 0.0
+
+
+def test_projected_depth_is_in_pixels_at_the_persons_scale():
+    """Depth = focal * (q_z - d) / d, d the median depth: a metre there is as many pixels of depth
+    as of u; nearer points are smaller; a point behind the camera does not count for d."""
+    camera = VirtualCamera(distance=2.5, focal=500.0)
+    points = np.array([[0.0, 0.0, -0.5, 1.0], [1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.5, 1.0], [0.0, 0.0, -9.0, 1.0]])
+    projected = camera.project(points, np.zeros(3))
+    assert projected.shape == (4, 4)
+    np.testing.assert_allclose(projected[:3, 3], [-100.0, 0.0, 100.0], atol=1e-3)
+    assert projected[1, 0] - 320 == pytest.approx(200.0)  # the same metre sideways: 200 px of u
+    turned = VirtualCamera(yaw=90.0, distance=2.5, focal=500.0).project(points[:3], np.zeros(3))
+    np.testing.assert_allclose(turned[:, 3], [0.0, 200.0, 0.0], atol=1e-3)  # from the side, x is depth
 
 
 def test_frontal_camera_reproduces_the_xy_layout():
@@ -145,13 +158,18 @@ def test_training_windows_of_3d_sequences_come_from_random_cameras(tmp_path):
     ratio = np.ptp(frontal[0, :, 0]) / np.ptp(recorded[0, :, 0])
     assert ratio == pytest.approx(np.ptp(frontal[0, :, 1]) / np.ptp(recorded[0, :, 1]), rel=0.05)
     evaluation = WindowDataset(sequences, ["clap"], "utd20", sampling, None, windows_per_sequence=1)
-    np.testing.assert_allclose(evaluation[0]["keypoints"].numpy(), sequences[0].keypoints[evaluation.windows[0][1]])
+    np.testing.assert_allclose(evaluation[0]["keypoints"].numpy(), sequences[0].keypoints[evaluation.windows[0][1], :, :3])
+    with_depth = WindowDataset(sequences, ["clap"], "utd20", sampling, None, windows_per_sequence=1, depth=True)
+    np.testing.assert_allclose(with_depth[0]["keypoints"].numpy(), sequences[0].keypoints[evaluation.windows[0][1]])
+    assert train[0]["keypoints"].shape[-1] == 3  # a window rendered from a random camera loses depth too
+    rendered = WindowDataset(sequences, ["clap"], "utd20", sampling, plain, repeats=1, seed=1, depth=True)[0]["keypoints"]
+    assert rendered.shape[-1] == 4 and float(rendered[..., 3].std()) > 1.0
 
 
 def test_a_share_of_3d_training_windows_keeps_the_recording_camera(tmp_path):
     _write_utd(tmp_path / "a4_s1_t1_skeleton.mat", frames=40)
     sequences = load_utd_mhad(tmp_path)
-    recorded = sequences[0].keypoints
+    recorded = sequences[0].keypoints[..., :3]
 
     def shares_from_recording(share: float) -> float:
         train = WindowDataset(sequences, ["clap"], "utd20", TemporalSampling(8, 1.0),

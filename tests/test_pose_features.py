@@ -9,7 +9,7 @@ from star_har.model import build_model
 from star_har.model.heatmaps import normalize_to_person_box
 from star_har.model.pose_features import JointKinematics, TemporalStem, neighbour_matrix
 from star_har.model.skeleton import get_layout
-from star_har.train.engine import build_network, with_test_flip
+from star_har.train.engine import build_network, widen_input_columns, with_test_flip
 from tests.test_star import random_keypoints
 
 torch.manual_seed(0)
@@ -52,18 +52,78 @@ def test_kinematics_are_flip_equivariant():
     assert torch.allclose(kinematics(mirrored, mirrored[..., 2] > 0.2), expected, atol=1e-5)
 
 
-def test_invisible_joints_contribute_nothing_but_their_flag():
-    boxed = boxed_window()
+def with_depth(boxed: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """``boxed`` (B, T, J, 3) with a random boxed depth channel appended."""
+    depth = torch.rand(boxed.shape[:3] + (1,), generator=torch.Generator().manual_seed(seed)) - 0.5
+    return torch.cat((boxed, depth), dim=-1)
+
+
+def test_depth_appends_its_position_bone_and_motion_after_the_2d_features():
+    boxed = with_depth(boxed_window())
+    visible = boxed[..., 2] > 0.2
+    planar = JointKinematics("penn13")(boxed[..., :3], visible)
+    features = JointKinematics("penn13", depth=True)(boxed, visible)
+    assert features.shape == (2, 8, 13, 10)
+    assert torch.equal(features[..., :7], planar)  # a model without depth widens by new columns only
+    depth = boxed[..., 3]
+    assert torch.allclose(features[..., 7] / 4.0, depth, atol=1e-6)
+    assert torch.allclose(features[0, 0, 0, 8] / 8.0, depth[0, 0, 0] - depth[0, 0, 1:3].mean(), atol=1e-6)
+    assert torch.allclose(features[:, :-1, :, 9] / 24.0, depth[:, 1:] - depth[:, :-1], atol=1e-6)
+    # mirroring leaves depth alone: each joint's depth features become its twin's, unchanged
+    perm = torch.as_tensor(get_layout("penn13").flip_permutation)
+    mirrored = boxed[:, :, perm].clone()
+    mirrored[..., 0] = 1.0 - mirrored[..., 0]
+    flipped = JointKinematics("penn13", depth=True)(mirrored, mirrored[..., 2] > 0.2)
+    assert torch.allclose(flipped[..., 7:], features[:, :, perm, 7:], atol=1e-6)
+
+
+def test_person_box_centres_depth_and_scales_it_like_x_and_y():
+    keypoints = random_keypoints(1, 4, 13, 200)
+    keypoints[..., 2] = 1.0
+    keypoints[0, 2, 4, 2] = 0.0  # unseen: its depth is neither counted nor kept
+    depth = torch.rand(1, 4, 13, 1) * 50 + 1000.0
+    boxed = normalize_to_person_box(torch.cat((keypoints, depth), dim=-1), 0.2)
+    seen = keypoints[..., 2] > 0.2
+    side = (keypoints[..., :2][seen].amax(0) - keypoints[..., :2][seen].amin(0)).max() * 1.2
+    assert torch.allclose(boxed[..., :3], normalize_to_person_box(keypoints, 0.2))
+    expected = (depth[..., 0] - depth[..., 0][seen].mean()) / side * seen
+    assert torch.allclose(boxed[..., 3], expected, atol=1e-5)
+    # twice as large and twice as deep: the same boxed window
+    doubled = normalize_to_person_box(torch.cat((keypoints * torch.tensor([2.0, 2.0, 1.0]), depth * 2), dim=-1), 0.2)
+    assert torch.allclose(doubled, boxed, atol=1e-5)
+
+
+def test_depth_fine_tune_starts_where_its_checkpoint_stood():
+    """Switching joint_depth on adds zero input columns: the widened model computes what the
+    checkpoint did whatever the depth, and depth then reaches the logits through the new columns."""
+    plain = build_model("star", 4, **POSE).eval()
+    widened = build_model("star", 4, joint_depth=True, **POSE).eval()
+    widened.load_state_dict(widen_input_columns(widened, plain.state_dict()))
+    keypoints = torch.cat((random_keypoints(2, 8, 13, 200), torch.randn(2, 8, 13, 1) * 30), dim=-1)
+    with torch.no_grad():
+        assert torch.allclose(widened(None, keypoints).logits, plain(None, keypoints[..., :3]).logits, atol=1e-5)
+        assert torch.equal(plain(None, keypoints).logits, plain(None, keypoints[..., :3]).logits)  # ignores depth
+        widened.kinematics_embed[0].weight[:, 7:].normal_()
+        assert not torch.allclose(widened(None, keypoints).logits, plain(None, keypoints[..., :3]).logits)
+    with pytest.raises(InvalidInputError, match="4 keypoint channels"):
+        widened(None, keypoints[..., :3])
+    with pytest.raises(InvalidInputError, match="joint_depth needs"):
+        build_model("star", 4, **{**POSE, "joint_features": ["field"]}, joint_depth=True)
+
+
+@pytest.mark.parametrize("depth", [False, True])
+def test_invisible_joints_contribute_nothing_but_their_flag(depth):
+    boxed = with_depth(boxed_window()) if depth else boxed_window()
     visible = torch.ones(boxed.shape[:3], dtype=torch.bool)
     visible[:, :, 5] = False          # left wrist never seen
     visible[:, 3, 9] = False          # left knee missing in one frame
-    kinematics = JointKinematics("penn13")
+    kinematics = JointKinematics("penn13", depth)
     features = kinematics(boxed, visible)
     assert torch.all(features[:, :, 5] == 0) and torch.all(features[:, 3, 9] == 0)
-    # moving the unseen joints anywhere changes no feature
+    # moving the unseen joints anywhere (and to any depth) changes no feature
     moved = boxed.clone()
-    moved[:, :, 5, :2] += 0.3
-    moved[:, 3, 9, :2] -= 0.2
+    moved[:, :, 5, [0, 1, -1]] += 0.3
+    moved[:, 3, 9, [0, 1, -1]] -= 0.2
     assert torch.equal(kinematics(moved, visible), features)
 
 

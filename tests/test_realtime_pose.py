@@ -40,6 +40,38 @@ def test_mediapipe_finds_the_person_with_joints_inside_the_frame(tai_chi_video, 
     assert inside >= 0.98 * confident
 
 
+def test_depth_of_real_footage_has_the_scale_of_the_image(tai_chi_video, pose_model_path):
+    """MediaPipe's world depth in pixels: varied but within the person's size, the same joints as
+    without depth, and the people array carries it too."""
+    capture = cv2.VideoCapture(str(tai_chi_video))
+    spreads = []
+    with PoseEstimator(pose_model_path, layout="body16", depth=True) as estimator, \
+            PoseEstimator(pose_model_path, layout="body16") as planar:
+        for i in range(20):
+            ok, image = capture.read()
+            assert ok
+            result, plain = estimator.process(image, i / 30), planar.process(image, i / 30)
+            assert result.keypoints.shape == (16, 4) and result.people.shape[1:] == (33, 4)
+            np.testing.assert_allclose(result.keypoints[:, :3], plain.keypoints, atol=1e-3)
+            if result.person_found:
+                seen = result.keypoints[result.keypoints[:, 2] > 0.5]
+                height = np.ptp(seen[:, 1])
+                spreads.append(np.ptp(seen[:, 3]) / height)
+    capture.release()
+    assert len(spreads) >= 15 and np.isfinite(spreads).all()
+    assert 0.02 < np.median(spreads) < 1.0  # a body is less deep than tall, but not flat
+
+
+def test_world_depth_is_metric_depth_at_the_image_scale():
+    rng = np.random.default_rng(0)
+    world = rng.normal(0, 0.4, (2, 33, 3)).astype(np.float32)
+    people = np.concatenate((world[..., :2] * np.array([[[150.0]], [[60.0]]]) + 300, np.ones((2, 33, 1))), axis=-1)
+    people[1, :5, 2] = 0.1  # unconfident joints do not set the scale
+    people[1, :5, :2] += 500
+    np.testing.assert_allclose(pose_module.world_depth(people.astype(np.float32), world)[0], world[0, :, 2] * 150, rtol=1e-4)
+    np.testing.assert_allclose(pose_module.world_depth(people.astype(np.float32), world)[1], world[1, :, 2] * 60, rtol=1e-4)
+
+
 def test_nobody_in_view_is_reported_not_invented(pose_model_path):
     with PoseEstimator(pose_model_path, layout="coco17") as estimator:
         blank = np.full((240, 320, 3), 127, np.uint8)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from star_har.model.skeleton import LAYOUTS, convert_keypoints, flip_keypoints, get_layout
+from star_har.model.skeleton import LAYOUTS, convert_keypoints, convert_pose, flip_keypoints, get_layout
 
 
 @pytest.mark.parametrize("name,count", [("mediapipe33", 33), ("coco17", 17), ("penn13", 13), ("body16", 16),
@@ -39,6 +39,24 @@ def test_mediapipe_to_penn_copies_derives_and_keeps_confidence():
     head_x = (mp.index("left_ear") + mp.index("right_ear")) / 2
     assert penn[0, pl.index("head"), 0] == pytest.approx(head_x)
     assert penn[1, pl.index("head"), 2] == pytest.approx(0.3)  # least confident part
+
+
+def test_depth_channel_converts_like_a_coordinate_after_the_confidence():
+    mp = get_layout("mediapipe33")
+    kp = np.zeros((2, 33, 4), np.float32)
+    kp[..., 0] = np.arange(33)
+    kp[..., 2] = 0.9
+    kp[..., 3] = 10.0 * np.arange(33)
+    kp[1, mp.index("left_ear"), 2] = 0.3
+    penn = convert_pose(kp, "mediapipe33", "penn13")
+    pl = get_layout("penn13")
+    assert penn.shape == (2, 13, 4)
+    np.testing.assert_array_equal(penn[..., :3], convert_pose(kp[..., :3], "mediapipe33", "penn13"))
+    assert penn[0, pl.index("left_wrist"), 3] == 10.0 * mp.index("left_wrist")
+    assert penn[0, pl.index("head"), 3] == pytest.approx(5.0 * (mp.index("left_ear") + mp.index("right_ear")))
+    assert penn[1, pl.index("head"), 2] == pytest.approx(0.3)  # still the least confident part
+    flipped = flip_keypoints(penn, "penn13", 100.0)
+    np.testing.assert_array_equal(flipped[..., 3], penn[:, get_layout("penn13").flip_permutation, 3])
 
 
 def test_missing_joints_become_invisible():

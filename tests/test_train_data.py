@@ -76,8 +76,13 @@ def test_npz_round_trip_and_errors(tmp_path):
     np.savez(tmp_path / "b.npz", keypoints=kps, layout="penn13")
     with pytest.raises(ValueError, match="missing array label"):
         load_npz_folder(tmp_path)
-    with pytest.raises(ValueError, match=r"\(T, 17, 3\)"):
+    with pytest.raises(ValueError, match=r"\(T, 17, 3 or 4\)"):
         save_npz(tmp_path / "c.npz", kps, "coco17", "x")
+    deep = np.concatenate((kps, np.random.default_rng(1).normal(0, 20, kps.shape[:2] + (1,))), axis=-1)
+    save_npz(tmp_path / "d.npz", deep, "penn13", "squat")  # with the depth channel
+    np.testing.assert_allclose(load_npz(tmp_path / "d.npz").keypoints, deep, rtol=1e-6)
+    with pytest.raises(ValueError, match="3 or 4"):
+        save_npz(tmp_path / "e.npz", deep[..., :2], "penn13", "squat")
 
 
 def _write_video(path, frames: int, size=(64, 48)) -> None:
@@ -111,7 +116,7 @@ def test_clip_folder_skips_empty_and_personless_clips(tmp_path, pose_model_path,
     finally:
         for path in [data, *before]:
             path.chmod(path.stat().st_mode | 0o200)
-    assert (seq.label, seq.layout, seq.keypoints.shape) == ("tai_chi", "mediapipe33", (12, 33, 3))
+    assert (seq.label, seq.layout, seq.keypoints.shape) == ("tai_chi", "mediapipe33", (12, 33, 4))  # with depth
     assert (seq.keypoints[..., 2] > 0.5).mean() > 0.5
     cache = pose_cache_folder(data)
     assert cache.parent == tmp_path / "cache" / "poses"
@@ -191,6 +196,23 @@ def test_augmentation_keeps_invisible_joints_invisible_and_moves_the_rest():
         out = augment_keypoints(kps, "penn13", 200, AugmentConfig(), np.random.default_rng(seed), flip=False)
         assert out.shape == kps.shape and np.all(out[:, 4] == 0)
         assert (out[..., 2] > 0).any() and not np.allclose(out, kps)
+
+
+def test_augmented_depth_is_jittered_like_x_and_y_and_dropped_with_its_joint():
+    kps = np.concatenate((STANDING, np.ones((13, 1), np.float32), np.zeros((13, 1), np.float32)), axis=1)
+    kps = kps[None].repeat(16, axis=0)
+    kps[:, 4] = 0
+    jitter_only = AugmentConfig(flip=0.0, scale=(1.0, 1.0), aspect=0.0, rotation_degrees=0.0, shear=0.0,
+                                joint_offset=0.0, jitter=0.05, joint_dropout=0.0, point_dropout=0.0,
+                                frame_dropout=0.0, lower_body_dropout=0.0)
+    out = augment_keypoints(kps, "penn13", 200, jitter_only, np.random.default_rng(3), flip=False)
+    plain = augment_keypoints(kps[..., :3], "penn13", 200, jitter_only, np.random.default_rng(3), flip=False)
+    np.testing.assert_array_equal(out[..., :3], plain)  # the 2-D augmentation draws the same with depth
+    shift = out[:, np.arange(13) != 4, 3]
+    assert 0 < shift.std() < 0.05 * np.ptp(STANDING[:, 1]) and np.all(out[:, 4] == 0)
+    for seed in range(10):
+        dropped = augment_keypoints(kps, "penn13", 200, AugmentConfig(), np.random.default_rng(seed), flip=True)
+        assert dropped.shape == kps.shape and np.all(dropped[dropped[..., 2] == 0] == 0)
 
 
 def test_window_dataset_rejects_unknown_classes_and_is_seeded(tmp_path):

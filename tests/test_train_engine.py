@@ -507,3 +507,35 @@ def test_average_weights():
     assert soup["h"].item() == 1.5 and soup["n"].item() == 3
     with pytest.raises(ValueError, match="differ"):
         average_weights([a, {**b, "w": torch.zeros(3)}])
+
+
+def test_a_pose_model_learns_depth_from_its_checkpoint_with_joint_depth(npz_data, tmp_path, caplog):
+    """``model.joint_depth: true`` with init: the kinematics embedding grows zero depth columns (the
+    log names them), training feeds four channels (zeros for sequences without depth) and the
+    checkpoint records that its inputs carry depth; a model that cannot take depth is refused."""
+    import logging
+
+    from star_har.model import TemporalSampling, build_model, save_checkpoint
+    from star_har.train.engine import build_network
+
+    settings = {k: v for k, v in TINY.items() if k != "name"} | {"joint_features": ["field", "kinematics"]}
+    net = build_model("star", 3, num_joints=13, **settings)
+    save_checkpoint(tmp_path / "plain.pt", net, model_name="star", class_names=["arms_up", "squat", "wave"],
+                    joint_layout="penn13", sampling=TemporalSampling(16, 1.0))
+    cfg = tiny_config(npz_data, tmp_path / "deep", init=str(tmp_path / "plain.pt"), epochs=1)
+    cfg["model"]["joint_depth"] = True
+    with caplog.at_level(logging.INFO, logger="star_har.train.engine"):
+        deep, _, _ = build_network(cfg, ["arms_up", "squat", "wave"])
+    assert "new zero input columns: kinematics_embed.0.weight" in caplog.text
+    old = net.state_dict()["kinematics_embed.0.weight"]
+    new = deep.state_dict()["kinematics_embed.0.weight"]
+    assert torch.equal(new[:, :7], old) and torch.all(new[:, 7:] == 0)
+    train(cfg, progress=False)
+    ck = load_checkpoint(tmp_path / "deep" / "best.pt")
+    assert ck.joint_depth and ck.keypoint_channels == 4
+    deformable = build_model("deformable", 3, num_joints=13, dim=32, depth=1, num_heads=2)
+    save_checkpoint(tmp_path / "def.pt", deformable, model_name="deformable", class_names=["arms_up", "squat", "wave"],
+                    joint_layout="penn13", sampling=TemporalSampling(16, 1.0))
+    cfg["init"] = str(tmp_path / "def.pt")
+    with pytest.raises(ValueError, match="cannot take joint depth"):
+        build_network(cfg, ["arms_up", "squat", "wave"])

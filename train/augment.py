@@ -3,7 +3,9 @@
 Annotated skeletons are clean, complete and drawn by people; MediaPipe skeletons from a webcam
 jitter, miss joints (often the whole lower body), place joints slightly differently (its "head"
 is the mean of the ears) and come mirrored. Each transform mimics one of these; all operate on
-``(T, J, 3)`` pixel keypoints of one window and keep invisible joints invisible.
+``(T, J, 3)`` pixel keypoints of one window (or ``(T, J, 4)`` with depth: the 2-D warp leaves
+depth as it is, so its scale against x and y varies with the warp's scale, as MediaPipe's estimated
+depth's does) and keep invisible joints invisible.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from annotated_types import Ge, Interval
 
 from star_har.errors import InvalidInputError
-from star_har.model.skeleton import flip_keypoints, get_layout
+from star_har.model.skeleton import DEPTH_CHANNEL, flip_keypoints, get_layout
 
 #: Limits the training-config schema (train/config.py) checks, so ``--set augment.flip=5`` is a
 #: one-line error before training rather than a silently saturated probability.
@@ -69,7 +71,11 @@ def augment_keypoints(keypoints: np.ndarray, layout: str, width: float, cfg: Aug
     kps[..., :2] += rng.normal(0.0, cfg.joint_offset * size, (1, num_joints, 2))
     # Pose estimators jitter more on some footage than on other: a random strength per window
     # trains both the clean and the noisy end.
-    kps[..., :2] += rng.normal(0.0, rng.uniform(0.0, cfg.jitter) * size, (num_frames, num_joints, 2))
+    strength = rng.uniform(0.0, cfg.jitter)
+    kps[..., :2] += rng.normal(0.0, strength * size, (num_frames, num_joints, 2))
+    if kps.shape[-1] > DEPTH_CHANNEL:  # estimated depth is as noisy as x and y (no draw without it)
+        kps[..., DEPTH_CHANNEL] += (rng.normal(0.0, cfg.joint_offset * size, (1, num_joints))
+                                    + rng.normal(0.0, strength * size, (num_frames, num_joints)))
 
     drop = np.zeros((num_frames, num_joints), dtype=bool)
     drop |= rng.uniform(size=(1, num_joints)) < cfg.joint_dropout

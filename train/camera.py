@@ -14,7 +14,9 @@ the window) from ``distance`` metres; ``yaw`` turns it around the person about t
     u = cx + focal * q_x / q_z,      v = cy - focal * q_y / q_z
 
 (``v`` grows downwards, as image rows do; ``cx, cy`` is the image centre). Points behind the
-camera (``q_z`` <= 0.1 m) are marked invisible.
+camera (``q_z`` <= 0.1 m) are marked invisible. Each point also gets its depth in pixels at the
+person's scale, ``focal * (q_z - d) / d`` with ``d`` the median depth of the visible points
+(a metre there spans ``focal / d`` pixels of u and v), which is the keypoints' depth channel.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from star_har.model.skeleton import DEPTH_CHANNEL
 
 MIN_DEPTH = 0.1  # metres: nearer points (or behind the camera) cannot be projected sensibly
 
@@ -48,21 +52,25 @@ class VirtualCamera:
         return rx @ ry
 
     def project(self, points: np.ndarray, pivot: np.ndarray) -> np.ndarray:
-        """``(..., J, 4)`` x, y, z, confidence -> ``(..., J, 3)`` pixel keypoints u, v, confidence."""
+        """``(..., J, 4)`` x, y, z, confidence -> ``(..., J, 4)`` pixel keypoints u, v, confidence and
+        depth (:data:`~star_har.model.skeleton.DEPTH_CHANNEL`)."""
         points = np.asarray(points, dtype=np.float64)
         q = (points[..., :3] - pivot) @ self.rotation().T
         q[..., 2] += self.distance
         depth = np.maximum(q[..., 2], MIN_DEPTH)
-        out = np.empty(points.shape[:-1] + (3,), dtype=np.float32)
+        in_front = (q[..., 2] > MIN_DEPTH) & (points[..., 3] > 0)
+        person_depth = float(np.median(depth[in_front])) if in_front.any() else self.distance or 1.0
+        out = np.empty(points.shape[:-1] + (4,), dtype=np.float32)
         out[..., 0] = self.width / 2 + self.focal * q[..., 0] / depth
         out[..., 1] = self.height / 2 - self.focal * q[..., 1] / depth
         out[..., 2] = np.where(q[..., 2] > MIN_DEPTH, points[..., 3], 0.0)
+        out[..., DEPTH_CHANNEL] = self.focal * (depth - person_depth) / person_depth
         return out
 
 
 def recorded_view(points: np.ndarray, focal: float = 500.0, width: float = 640.0,
                   height: float = 480.0) -> np.ndarray:
-    """``(..., J, 4)`` camera-space points as the recording camera saw them (pixels, confidence):
+    """``(..., J, 4)`` camera-space points as the recording camera saw them (pixels, confidence, depth):
     the virtual camera at the recording camera's own place (pivot at the origin, distance 0)."""
     return VirtualCamera(0.0, 0.0, 0.0, focal, width, height).project(points, np.zeros(3))
 

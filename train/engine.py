@@ -136,19 +136,26 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
             if "layout" not in hparams:
                 raise InvalidInputError(f"--init {cfg['init']}: a {ck.model_name} model cannot change its joint layout")
             hparams |= {"layout": layout, "num_joints": get_layout(layout).num_joints}
+        if cfg["model"].get("joint_depth") and not hparams.get("joint_depth"):
+            if "joint_depth" not in constructor_parameters(ck.model_name):
+                raise InvalidInputError(f"--init {cfg['init']}: a {ck.model_name} model cannot take joint depth")
+            hparams["joint_depth"] = True  # the model learns depth from here (widen_input_columns)
         # flip_test is the other model key read with init: a test-time switch, the weights do not depend on it
         hparams = with_test_flip(ck.model_name, hparams, class_names, cfg["model"].get("flip_test"))
         net = build_model(ck.model_name, len(class_names), **hparams)
         own = net.state_dict()
-        weights = relayout_joint_parameters(net, ck.state_dict, ck.joint_layout, layout)
+        weights = widen_input_columns(net, relayout_joint_parameters(net, ck.state_dict, ck.joint_layout, layout))
         compatible = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
         if not any(not k.startswith("head.") for k in compatible):  # would silently train from scratch
             raise InvalidInputError(f"--init {cfg['init']}: none of its tensors fits a {ck.model_name} model "
                                     "built from its own header (a damaged checkpoint?)")
         net.load_state_dict(compatible, strict=False)
-        log.info("initialised from %s (%s -> %d classes, %s -> %s joints); new: %s", cfg["init"],
+        widened = {k for k in getattr(net, "widened_parameters", ())
+                   if k in compatible and ck.state_dict[k].shape != own[k].shape}
+        log.info("initialised from %s (%s -> %d classes, %s -> %s joints); new: %s%s", cfg["init"],
                  len(ck.class_names), len(class_names), ck.joint_layout, layout,
-                 summarize_names(set(own) - set(compatible)) or "nothing")
+                 summarize_names(set(own) - set(compatible)) or "nothing",
+                 f"; new zero input columns: {summarize_names(widened)}" if widened else "")
     else:
         model_cfg = dict(cfg["model"])
         name = model_cfg.pop("name")
@@ -210,6 +217,18 @@ def relayout_joint_parameters(net: nn.Module, weights: dict[str, torch.Tensor], 
             if source is not None:
                 rows[joint] = weights[key][source]
         weights[key] = rows
+    return weights
+
+
+def widen_input_columns(net: nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``weights`` whose ``net.widened_parameters`` (2-D input weights) have fewer input columns
+    than ``net``'s, padded with zero columns: new inputs appended after the trained ones start
+    with no effect, so the widened model computes what the checkpoint did."""
+    own, weights = net.state_dict(), dict(weights)
+    for key in getattr(net, "widened_parameters", ()):
+        old = weights.get(key)
+        if old is not None and old.ndim == 2 and old.shape[0] == own[key].shape[0] and old.shape[1] < own[key].shape[1]:
+            weights[key] = torch.cat((old, old.new_zeros(old.shape[0], own[key].shape[1] - old.shape[1])), dim=1)
     return weights
 
 
@@ -381,10 +400,12 @@ def _train(cfg: dict[str, Any], rank: int, world: int, device: torch.device, res
     augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()})
     train_set = WindowDataset(train_seqs, class_names, layout, sampling, augment, repeats=int(data["repeats"]),
                               modality=modality, image_size=int(data["image_size"]), seed=int(cfg["seed"]),
-                              crop_region=data["crop_region"], class_balance=float(data["class_balance"]))
+                              crop_region=data["crop_region"], class_balance=float(data["class_balance"]),
+                              depth=bool(net.hparams.get("joint_depth")))
     val_set = WindowDataset(val_seqs, class_names, layout, sampling, None,
                             windows_per_sequence=int(data["eval_windows"]), modality=modality,
-                            image_size=int(data["image_size"]), crop_region=data["crop_region"])
+                            image_size=int(data["image_size"]), crop_region=data["crop_region"],
+                            depth=bool(net.hparams.get("joint_depth")))
     sampler = ShardedBatchSampler(len(train_set), int(cfg["batch_size"]), rank, world, int(cfg["seed"]))
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=int(cfg["num_workers"]))
 

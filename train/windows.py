@@ -1,6 +1,7 @@
 """Torch datasets of windows cut from :class:`~train.datasets.base.Sequence` objects.
 
-Each item is a dict: ``keypoints`` ``(F, J, 3)`` float32 in the model's joint layout, ``label``
+Each item is a dict: ``keypoints`` ``(F, J, 3)`` float32 in the model's joint layout (``(F, J, 4)``
+with the depth channel for models with ``joint_depth``), ``label``
 (int), ``sequence`` (index of its sequence, for multi-window averaging) and, for the ``rgb+pose``
 modality, ``frames`` ``(3, F, S, S)``: the person-centred crop of :mod:`model.crop` (the one the
 live ring buffer uses), normalised with the Kinetics mean/std; keypoints are then in its pixels.
@@ -22,6 +23,7 @@ from star_har.errors import InvalidInputError
 from star_har.model import Checkpoint, TemporalSampling, convert_keypoints
 from star_har.model.checkpoint import DEFAULT_INPUT_SIZE
 from star_har.model.crop import crop_joints, person_crop, working_frame
+from star_har.model.skeleton import DEPTH_CHANNEL, convert_pose
 from star_har.model.vocabulary import mirror_classes
 from star_har.train.augment import AugmentConfig, augment_keypoints
 from star_har.train.camera import CameraRanges, render_window
@@ -76,13 +78,14 @@ class WindowDataset(Dataset):
         modality: ``"pose"`` or ``"rgb+pose"`` (then sequences must have ``frames``).
         cameras: where the random virtual cameras that render training windows of 3-D sequences
             (``points3d``) stand; evaluation keeps the recording camera's view.
+        depth: give the keypoints their depth channel (zeros for a sequence without depth).
     """
 
     def __init__(self, sequences: list[Sequence], class_names: list[str], layout: str,
                  sampling: TemporalSampling, augment: AugmentConfig | None = None,
                  windows_per_sequence: int = 1, repeats: int = 1, modality: str = "pose",
                  image_size: int = 112, seed: int = 0, cameras: CameraRanges = CameraRanges(),
-                 crop_region: str = "body", class_balance: float = 0.0) -> None:
+                 crop_region: str = "body", class_balance: float = 0.0, depth: bool = False) -> None:
         index = {name: i for i, name in enumerate(class_names)}
         unknown = sorted({s.label for s in sequences} - set(index))
         if unknown:
@@ -93,7 +96,8 @@ class WindowDataset(Dataset):
                 raise InvalidInputError(f"the rgb+pose modality needs RGB frames; {len(missing)} sequences have none "
                                  f"(e.g. {missing[0]})")
         self.sequences = sequences
-        self.keypoints = [convert_keypoints(s.keypoints, s.layout, layout) for s in sequences]
+        self.channels = DEPTH_CHANNEL + 1 if depth else DEPTH_CHANNEL
+        self.keypoints = [with_channels(convert_pose(s.keypoints, s.layout, layout), self.channels) for s in sequences]
         self.points3d = [None if s.points3d is None else convert_keypoints(s.points3d, s.layout, layout)
                          for s in sequences]
         self.cameras = cameras
@@ -118,7 +122,7 @@ class WindowDataset(Dataset):
         return cls(sequences, checkpoint.class_names if class_names is None else class_names,
                    checkpoint.joint_layout, checkpoint.sampling, None, windows_per_sequence=windows_per_sequence,
                    modality=checkpoint.hparams.get("modality", "pose"), image_size=(checkpoint.input_size or DEFAULT_INPUT_SIZE)[0],
-                   crop_region=checkpoint.crop_region)
+                   crop_region=checkpoint.crop_region, depth=checkpoint.joint_depth)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -162,5 +166,15 @@ class WindowDataset(Dataset):
         if rng is not None:
             keypoints = augment_keypoints(keypoints, self.layout, width, self.augment, rng, flip,
                                           geometric=self.modality == "pose")
+        keypoints = with_channels(keypoints, self.channels)  # a rendered window always has depth
         out["keypoints"] = torch.from_numpy(np.ascontiguousarray(keypoints, dtype=np.float32))
         return out
+
+
+def with_channels(keypoints: np.ndarray, channels: int) -> np.ndarray:
+    """Pixel keypoints ``(..., J, 3 or 4)`` with exactly ``channels`` channels: the depth channel
+    dropped, or added as zeros (no depth differences: a flat person)."""
+    if keypoints.shape[-1] >= channels:
+        return keypoints[..., :channels]
+    return np.concatenate((keypoints, np.zeros(keypoints.shape[:-1] + (channels - keypoints.shape[-1],),
+                                               keypoints.dtype)), axis=-1)

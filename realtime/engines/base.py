@@ -35,6 +35,7 @@ class ModelSpec:
     input_size: (H, W) of the frames for models that read RGB, None for pose-only models.
     num_joints / num_persons: keypoints carry ``num_persons * num_joints`` joints per frame,
         person after person (:attr:`input_joints`).
+    keypoint_channels: 3 (x, y, confidence) or 4 (and depth, for models with ``joint_depth``).
     """
 
     model_name: str
@@ -45,6 +46,7 @@ class ModelSpec:
     joint_layout: str
     window_seconds: float
     num_persons: int = 1
+    keypoint_channels: int = 3
 
     @property
     def input_joints(self) -> int:
@@ -66,7 +68,8 @@ class ModelSpec:
                    num_joints=int(checkpoint.hparams.get("num_joints", 13)),
                    frames_per_window=checkpoint.sampling.frames_per_window, input_size=size,
                    joint_layout=checkpoint.joint_layout, window_seconds=checkpoint.sampling.window_seconds,
-                   num_persons=int(checkpoint.hparams.get("num_persons", 1)))
+                   num_persons=int(checkpoint.hparams.get("num_persons", 1)),
+                   keypoint_channels=checkpoint.keypoint_channels)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -79,14 +82,16 @@ class ModelSpec:
         return cls(**raw)
 
     def example_inputs(self, batch: int = 1, seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
-        """Random but well-formed inputs: frames (B, 3, T, H, W) or None, keypoints (B, T, J, 3)."""
+        """Random but well-formed inputs: frames (B, 3, T, H, W) or None, keypoints (B, T, J, C)."""
         rng = np.random.default_rng(seed)
         num_frames = self.frames_per_window
         height, width = self.input_size or _EXAMPLE_POSE_FRAME
-        keypoints = rng.uniform(0.2, 0.8, (batch, num_frames, self.input_joints, 3)).astype(np.float32)
+        keypoints = rng.uniform(0.2, 0.8, (batch, num_frames, self.input_joints, self.keypoint_channels)
+                                ).astype(np.float32)
         keypoints[..., 0] *= width
         keypoints[..., 1] *= height
         keypoints[..., 2] = rng.uniform(0.3, 1.0, keypoints.shape[:-1])
+        keypoints[..., 3:] = (keypoints[..., 3:] - 0.5) * height / 2  # depth: +-60 px around the person
         frames = None
         if self.input_size is not None:
             frames = rng.standard_normal((batch, 3, num_frames, height, width), dtype=np.float32)
@@ -94,8 +99,9 @@ class ModelSpec:
 
     def check_inputs(self, frames: np.ndarray | None, keypoints: np.ndarray) -> None:
         """Raise ValueError with a one-line reason when inputs do not fit this model."""
-        if keypoints.ndim != 4 or keypoints.shape[2:] != (self.input_joints, 3):
-            raise InvalidInputError(f"keypoints must be (B, T, {self.input_joints}, 3), got {tuple(keypoints.shape)}")
+        if keypoints.ndim != 4 or keypoints.shape[2:] != (self.input_joints, self.keypoint_channels):
+            raise InvalidInputError(f"keypoints must be (B, T, {self.input_joints}, {self.keypoint_channels}), "
+                                    f"got {tuple(keypoints.shape)}")
         if keypoints.shape[1] % 2:
             raise InvalidInputError(f"windows need an even number of frames, got {keypoints.shape[1]}")
         if not self.needs_frames:
@@ -156,7 +162,8 @@ class InferenceEngine(abc.ABC):
         """Run a batch of windows.
 
         frames: (B, 3, T, H, W) float32 normalised RGB, or None for pose-only models.
-        keypoints: (B, T, J, 3) float32, x and y in pixels of the frames, confidence in [0, 1].
+        keypoints: (B, T, J, C) float32, x and y in pixels of the frames, confidence in [0, 1] (and
+            depth when ``spec.keypoint_channels`` is 4).
         Returns logits (B, K), frame_importance (B, T) and novelty (B,) as float32 numpy arrays.
         """
         self.spec.check_inputs(frames, keypoints)

@@ -63,7 +63,7 @@ def profile_shapes(spec: ModelSpec, max_batch: int, opt_batch: int = 1) -> dict[
     """
     if not 1 <= opt_batch <= max_batch:
         raise InvalidInputError(f"need 1 <= opt_batch ({opt_batch}) <= max_batch ({max_batch})")
-    per_sample: dict[str, Shape] = {"keypoints": (spec.frames_per_window, spec.input_joints, 3)}
+    per_sample: dict[str, Shape] = {"keypoints": (spec.frames_per_window, spec.input_joints, spec.keypoint_channels)}
     if spec.needs_frames:
         per_sample = {"frames": (3, spec.frames_per_window, *spec.input_size)} | per_sample
     return {name: ((1, *shape), (opt_batch, *shape), (max_batch, *shape)) for name, shape in per_sample.items()}

@@ -2,8 +2,8 @@
 
 Poses are extracted once with MediaPipe (:class:`star_har.pose.PoseEstimator`, VIDEO mode, the
 main person followed) and cached in the project's cache folder,
-``cache_dir("poses", <root name>-<hash of its absolute path>)/<class>/<clip>.npz`` (the star-har
-``.npz`` skeleton format, MediaPipe's 33 joints), or in ``pose_cache`` when given: never next to
+``cache_dir("poses", <root name>-<hash of its absolute path>-depth)/<class>/<clip>.npz`` (the
+star-har ``.npz`` skeleton format, MediaPipe's 33 joints with their depth), or in ``pose_cache`` when given: never next to
 the data, which may be read-only. Extraction is resumable: cached clips are not read again, and a clip that cannot be decoded or shows nobody is recorded as
 ``<clip>.skip`` with the reason, counted, reported and skipped, never a crash. The first
 ``_``-separated field of a clip's name is its subject (``S001_...`` in BIISC), for
@@ -37,7 +37,8 @@ def list_clips(root: Path) -> list[Path]:
 
 
 def extract_clip(path: Path, estimator) -> tuple[np.ndarray, float, float, float]:
-    """``(T, 33, 3)`` MediaPipe keypoints of ``path`` with its fps, width and height.
+    """``(T, 33, C)`` MediaPipe keypoints of ``path`` (C = 4 when ``estimator`` reports depth, else 3)
+    with its fps, width and height.
 
     ValueError when the video cannot be decoded or too few frames show a person.
     """
@@ -63,9 +64,10 @@ def extract_clip(path: Path, estimator) -> tuple[np.ndarray, float, float, float
 
 def pose_cache_folder(root: Path) -> Path:
     """Default pose cache of the clips under ``root``: keyed by its absolute path, so two folders
-    with the same name never share (or overwrite) each other's poses."""
+    with the same name never share (or overwrite) each other's poses. ``-depth``: these caches hold
+    each joint's depth, which caches without the suffix (older versions) lack."""
     resolved = root.resolve()
-    return cache_dir("poses", f"{resolved.name}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:12]}")
+    return cache_dir("poses", f"{resolved.name}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:12]}-depth")
 
 
 def load_clip_folder(root: str | Path, pose_model: str | None = None,
@@ -86,7 +88,7 @@ def load_clip_folder(root: str | Path, pose_model: str | None = None,
         for clip in tqdm(todo, desc="MediaPipe poses", unit="clip"):
             target = cache / clip.relative_to(root).with_suffix(".npz")
             try:
-                with PoseEstimator(pose_model, layout="mediapipe33") as estimator:  # fresh tracker per clip
+                with PoseEstimator(pose_model, layout="mediapipe33", depth=True) as estimator:  # fresh tracker per clip
                     keypoints, fps, width, height = extract_clip(clip, estimator)
             except ValueError as exc:
                 atomic_write(target.with_suffix(".skip"), f"{exc}\n")

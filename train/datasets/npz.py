@@ -1,6 +1,7 @@
 """The star-har skeleton format: one ``.npz`` per sequence, for any skeleton dataset.
 
-Arrays: ``keypoints`` (T, J, 3) float (x, y in pixels, confidence in [0, 1], 0 = missing),
+Arrays: ``keypoints`` (T, J, 3) float (x, y in pixels, confidence in [0, 1], 0 = missing; or
+(T, J, 4) with a depth channel, :data:`~star_har.model.skeleton.DEPTH_CHANNEL`),
 ``layout`` (a joint layout name of ``model.skeleton``: penn13, coco17, mediapipe33, ntu25,
 openpose25), ``label`` (class name); optional ``fps`` (default 30), ``width``/``height`` (default:
 the keypoints' extent) and ``split`` (train / val / test). Write one with :func:`save_npz`.
@@ -26,8 +27,9 @@ def save_npz(path: str | Path, keypoints: np.ndarray, layout: str, label: str, f
     """Write one sequence in the star-har ``.npz`` skeleton format (atomically: a crash never
     leaves a half-written file that a resumed extraction would take for a cached one)."""
     keypoints = np.asarray(keypoints, dtype=np.float32)
-    if keypoints.ndim != 3 or keypoints.shape[1:] != (get_layout(layout).num_joints, 3):
-        raise InvalidInputError(f"keypoints must be (T, {get_layout(layout).num_joints}, 3) for {layout}, got {keypoints.shape}")
+    if not _well_formed(keypoints, layout):
+        raise InvalidInputError(f"keypoints must be (T, {get_layout(layout).num_joints}, 3 or 4) for {layout}, "
+                                f"got {keypoints.shape}")
     extra = {k: v for k, v in (("width", width), ("height", height), ("split", split)) if v is not None}
     atomic_write(path, lambda handle: np.savez_compressed(handle, keypoints=keypoints, layout=layout,
                                                           label=label, fps=fps, **extra))
@@ -47,14 +49,19 @@ def load_npz(path: str | Path) -> Sequence:
         raise InvalidInputError(f"{path}: missing array {exc.args[0]} (need keypoints, layout, label)") from None
     except Exception as exc:  # numpy raises several types on truncated or foreign files
         raise InvalidInputError(f"unreadable skeleton file {path}: {exc}") from None
-    joints = get_layout(layout).num_joints
-    if keypoints.ndim != 3 or keypoints.shape[1:] != (joints, 3) or len(keypoints) == 0:
-        raise InvalidInputError(f"{path}: keypoints must be (T, {joints}, 3) for layout {layout}, got {keypoints.shape}")
+    if not _well_formed(keypoints, layout) or len(keypoints) == 0:
+        raise InvalidInputError(f"{path}: keypoints must be (T, {get_layout(layout).num_joints}, 3 or 4) "
+                                f"for layout {layout}, got {keypoints.shape}")
     visible = keypoints[..., 2] > 0
     extent = keypoints[..., :2][visible].max(axis=0) if visible.any() else np.ones(2)
     width, height = (s if s is not None else float(e) for s, e in zip(size, extent))
     return Sequence(name=path.stem, label=label, keypoints=keypoints, layout=layout, fps=fps,
                     width=width, height=height, split=split)
+
+
+def _well_formed(keypoints: np.ndarray, layout: str) -> bool:
+    """(T, J, 3), or (T, J, 4) with depth, for ``layout``'s J."""
+    return keypoints.ndim == 3 and keypoints.shape[1] == get_layout(layout).num_joints and keypoints.shape[2] in (3, 4)
 
 
 def load_npz_folder(root: str | Path) -> list[Sequence]:
