@@ -17,12 +17,13 @@ CLASS_NAMES = ["clap", "jump", "squat", "wave"]
 
 
 def tiny_checkpoint(path: Path, modality: str = "pose", sampling: TemporalSampling = TemporalSampling(16, 1.6),
-                    seed: int = 0, novelty: bool = False, meta: dict | None = None) -> Path:
+                    seed: int = 0, novelty: bool = False, meta: dict | None = None, joint_depth: bool = False) -> Path:
     """A random-weight STAR checkpoint small enough to run in a few ms (``novelty``: with a
-    novelty head fitted to random features)."""
+    novelty head fitted to random features; ``joint_depth``: reading keypoints with depth)."""
     torch.manual_seed(seed)
+    extra = dict(layout="penn13", joint_features=["field", "kinematics"], joint_depth=True) if joint_depth else {}
     net = build_model("star", len(CLASS_NAMES), modality=modality, num_joints=13, dim=32, depth=1, num_heads=2,
-                      novelty_head=novelty)
+                      novelty_head=novelty, **extra)
     if novelty:
         net.novelty_head.fit(torch.randn(200, 32), torch.arange(200) % len(CLASS_NAMES))
     save_checkpoint(path, net, model_name="star", class_names=CLASS_NAMES, joint_layout="penn13",

@@ -37,6 +37,31 @@ def pipeline_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("star-har")]
 
 
+@pytest.mark.parametrize("num_poses", [1, 2])
+def test_a_model_with_depth_gets_mediapipe_depth_live(tmp_path, tai_chi_video, pose_model_path, num_poses):
+    """The pose stage asks MediaPipe for depth when the checkpoint reads it, for the main person
+    and for everybody tracked; the windows reach the model with four channels."""
+    checkpoint = load_checkpoint(tiny_checkpoint(tmp_path / "depth.pt", joint_depth=True))
+    engine = create_engine(checkpoint, engine="torch", device="cpu")
+    seen = []
+    infer = engine.infer
+    engine.infer = lambda frames, keypoints: seen.append(keypoints.copy()) or infer(frames, keypoints)
+    pipelines = []
+
+    def factory(config, **callbacks):
+        pipelines.append(Pipeline(config, engine=engine, checkpoint=checkpoint, **callbacks))
+        return pipelines[-1]
+
+    config = PipelineConfig(checkpoint="unused", source=str(tai_chi_video), pose_model=str(pose_model_path),
+                            num_poses=num_poses, hop_seconds=0.5, max_frames=70, threshold=0.0)
+    run_headless(config, tmp_path / "out.jsonl", quiet=True, pipeline_factory=factory)
+    assert pipelines[0].pose.depth and (tmp_path / "out.jsonl").read_text().strip()
+    assert seen and all(k.shape[-2:] == (13, 4) for k in seen)
+    depth = np.concatenate([k[..., 3][k[..., 2] > 0.5] for k in seen])
+    assert np.ptp(depth) > 5.0  # real depth differences, not a zero channel
+    assert not pipeline_threads()
+
+
 def test_headless_run_on_a_real_clip_gives_a_prediction_per_hop(tmp_path, tai_chi_video, pose_model_path,
                                                                   checkpoint_path, capsys):
     out, video = tmp_path / "out.jsonl", tmp_path / "out.mp4"
