@@ -39,7 +39,7 @@ pose checkpoints switch them on, see ``configs/star_pose_penn.yaml``):
   networks rely on; Eq. 1 alone tells the transformer where a joint is, not how it moves;
 * ``joint_depth=True``: the keypoints carry each joint's depth (channel
   :data:`~star_har.model.skeleton.DEPTH_CHANNEL`: Kinect depth through the virtual camera, or
-  MediaPipe's estimated ``z``) and the kinematics add its position, bone and motion components.
+  MediaPipe's world depth, :func:`star_har.pose.world_depth`) and the kinematics add its position, bone and motion components.
   The paper's inputs are 2-D; motions towards the camera (push, knock, catch) barely move a joint
   in a frontal 2-D view, and depth is what tells them apart;
 * ``temporal_kernel=k``: a per-joint depth-wise temporal convolution before the first layer
@@ -163,8 +163,8 @@ class STARTransformer(nn.Module):
         joint_features: what a joint token embeds, a subset of ``("field", "kinematics")``;
             "field" is Eq. 1 (the CNN map, or the learned field in the ``pose`` modality).
         temporal_kernel: frames of the per-joint temporal stem; 0 = none (the paper).
-        joint_depth: the keypoints have a depth channel and the kinematics use it (needs
-            ``kinematics``).
+        joint_depth: the keypoints have a depth channel and the kinematics use it (``pose``
+            modality with ``kinematics`` only: RGB crops rescale x and y, not depth).
         flip_test: average the logits of the window and its mirror image in eval mode.
         mirror_classes: for each class, the class its mirror image shows (None: itself), for
             ``flip_test``.

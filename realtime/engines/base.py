@@ -91,7 +91,7 @@ class ModelSpec:
         keypoints[..., 0] *= width
         keypoints[..., 1] *= height
         keypoints[..., 2] = rng.uniform(0.3, 1.0, keypoints.shape[:-1])
-        keypoints[..., 3:] = (keypoints[..., 3:] - 0.5) * height / 2  # depth: +-60 px around the person
+        keypoints[..., 3:] = (keypoints[..., 3:] - 0.5) * height / 2  # depth: within +-72 px of the person's
         frames = None
         if self.input_size is not None:
             frames = rng.standard_normal((batch, 3, num_frames, height, width), dtype=np.float32)
