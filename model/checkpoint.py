@@ -29,7 +29,7 @@ from torch import nn
 from star_har.errors import InvalidInputError, StarHarError
 from star_har.files import atomic_write
 from star_har.model.registry import build_model
-from star_har.model.skeleton import get_layout
+from star_har.model.skeleton import DEPTH_CHANNEL, get_layout
 
 FORMAT_NAME = "star-har-checkpoint"
 FORMAT_VERSION = 1
@@ -86,7 +86,7 @@ class Checkpoint:
     @property
     def keypoint_channels(self) -> int:
         """Channels of the model's keypoint input: x, y, confidence (and depth)."""
-        return 4 if self.joint_depth else 3
+        return DEPTH_CHANNEL + 1 if self.joint_depth else DEPTH_CHANNEL
 
     @property
     def crop_region(self) -> str:

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from star_har.errors import InvalidInputError, MissingFileError
 from star_har.files import cache_dir
-from star_har.model.skeleton import convert_pose, get_layout
+from star_har.model.skeleton import DEPTH_CHANNEL, convert_pose, get_layout
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class PoseEstimator:
         result = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb),
                                                    self._last_ms)
         elapsed = (time.perf_counter() - start) * 1000
-        channels = 4 if self.depth else 3
+        channels = DEPTH_CHANNEL + 1 if self.depth else DEPTH_CHANNEL
         people = np.array([[(p.x * width, p.y * height, p.visibility or 0.0) for p in person]
                            for person in result.pose_landmarks], dtype=np.float32).reshape(-1, 33, 3)
         if self.depth:
