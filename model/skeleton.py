@@ -275,7 +275,9 @@ DEPTH_CHANNEL = 3
 
 def convert_pose(keypoints: np.ndarray, src: str | JointLayout, dst: str | JointLayout) -> np.ndarray:
     """:func:`convert_keypoints` for pixel keypoints ``(..., J_src, 3)`` or, with the depth channel,
-    ``(..., J_src, 4)``: a derived joint's depth is the mean of its parts' depths."""
+    ``(..., J_src, 4)``: a derived joint's depth is the mean of its parts' depths. (A separate entry
+    point because :func:`convert_keypoints` reads a four-channel array as 3-D points, x, y, z and
+    the confidence last.)"""
     keypoints = np.asarray(keypoints, dtype=np.float32)
     if keypoints.shape[-1] != DEPTH_CHANNEL + 1:
         return convert_keypoints(keypoints, src, dst)

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from star_har.errors import InvalidInputError, MissingFileError
 from star_har.files import cache_dir
-from star_har.model.skeleton import DEPTH_CHANNEL, convert_pose, get_layout
+from star_har.model.skeleton import convert_pose, get_layout
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,8 @@ def world_depth(people: np.ndarray, world: np.ndarray, min_confidence: float = 0
     ``(P, J, 3)`` (metres, hip-centred, z larger = farther): ``z`` times the person's pixels per
     metre (the spread of the confident joints in the image over their spread in the world).
 
-    MediaPipe's image landmarks also carry a ``z``, in units of the image width, but on our clips
-    it is about 3.5 times too large against x and y; the world landmarks are metric, the scale of
+    MediaPipe's image landmarks also carry a ``z``, in units of the image width, but on a BIISC
+    clip it was 3.4-3.5 times too large against x and y; the world landmarks are metric, the scale of
     the Kinect skeletons' depth that models also train on."""
     confident = people[..., 2] > min_confidence
     confident[confident.sum(axis=1) < 2] = True
@@ -243,7 +243,6 @@ class PoseEstimator:
         result = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb),
                                                    self._last_ms)
         elapsed = (time.perf_counter() - start) * 1000
-        channels = DEPTH_CHANNEL + 1 if self.depth else DEPTH_CHANNEL
         people = np.array([[(p.x * width, p.y * height, p.visibility or 0.0) for p in person]
                            for person in result.pose_landmarks], dtype=np.float32).reshape(-1, 33, 3)
         if self.depth:
@@ -252,7 +251,8 @@ class PoseEstimator:
             people = np.concatenate((people, world_depth(people, world)[..., None]), axis=-1)
         if len(people) == 0:
             self._centre = None
-            return PoseResult(np.zeros((self.layout.num_joints, channels), np.float32), False, people, None, elapsed)
+            nobody = np.zeros((self.layout.num_joints, people.shape[-1]), np.float32)
+            return PoseResult(nobody, False, people, None, elapsed)
         main = select_main_person(people, self._centre)
         box = person_boxes(people[main:main + 1])[0]
         self._centre = (box[:2] + box[2:]) / 2

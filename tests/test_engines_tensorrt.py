@@ -100,6 +100,8 @@ def test_profile_shapes_cover_batch_at_the_window_length():
     assert trt_engine.profile_shapes(spec(False), 4, opt_batch=2)["keypoints"][1] == (2, 16, 13, 3)
     with pytest.raises(ValueError):
         trt_engine.profile_shapes(spec(False), 2, opt_batch=4)
+    deep = ModelSpec(**{**spec(False).__dict__, "keypoint_channels": 4})  # a model with joint depth
+    assert trt_engine.profile_shapes(deep, 4)["keypoints"] == ((1, 16, 13, 4), (1, 16, 13, 4), (4, 16, 13, 4))
 
 
 @pytest.mark.parametrize("fp16", [False, True])

@@ -98,7 +98,9 @@ def test_depth_fine_tune_starts_where_its_checkpoint_stood():
     checkpoint did whatever the depth, and depth then reaches the logits through the new columns."""
     plain = build_model("star", 4, **POSE).eval()
     widened = build_model("star", 4, joint_depth=True, **POSE).eval()
-    widened.load_state_dict(widen_input_columns(widened, plain.state_dict()))
+    weights, padded = widen_input_columns(widened, plain.state_dict())
+    assert padded == {"kinematics_embed.0.weight"}
+    widened.load_state_dict(weights)
     keypoints = torch.cat((random_keypoints(2, 8, 13, 200), torch.randn(2, 8, 13, 1) * 30), dim=-1)
     with torch.no_grad():
         assert torch.allclose(widened(None, keypoints).logits, plain(None, keypoints[..., :3]).logits, atol=1e-5)

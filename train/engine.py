@@ -144,14 +144,12 @@ def build_network(cfg: dict[str, Any], class_names: list[str]) -> tuple[nn.Modul
         hparams = with_test_flip(ck.model_name, hparams, class_names, cfg["model"].get("flip_test"))
         net = build_model(ck.model_name, len(class_names), **hparams)
         own = net.state_dict()
-        weights = widen_input_columns(net, relayout_joint_parameters(net, ck.state_dict, ck.joint_layout, layout))
+        weights, widened = widen_input_columns(net, relayout_joint_parameters(net, ck.state_dict, ck.joint_layout, layout))
         compatible = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
         if not any(not k.startswith("head.") for k in compatible):  # would silently train from scratch
             raise InvalidInputError(f"--init {cfg['init']}: none of its tensors fits a {ck.model_name} model "
                                     "built from its own header (a damaged checkpoint?)")
         net.load_state_dict(compatible, strict=False)
-        widened = {k for k in getattr(net, "widened_parameters", ())
-                   if k in compatible and ck.state_dict[k].shape != own[k].shape}
         log.info("initialised from %s (%s -> %d classes, %s -> %s joints); new: %s%s", cfg["init"],
                  len(ck.class_names), len(class_names), ck.joint_layout, layout,
                  summarize_names(set(own) - set(compatible)) or "nothing",
@@ -220,16 +218,17 @@ def relayout_joint_parameters(net: nn.Module, weights: dict[str, torch.Tensor], 
     return weights
 
 
-def widen_input_columns(net: nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def widen_input_columns(net: nn.Module, weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], set[str]]:
     """``weights`` whose ``net.widened_parameters`` (2-D input weights) have fewer input columns
-    than ``net``'s, padded with zero columns: new inputs appended after the trained ones start
-    with no effect, so the widened model computes what the checkpoint did."""
-    own, weights = net.state_dict(), dict(weights)
+    than ``net``'s, padded with zero columns, and the names of those padded: new inputs appended
+    after the trained ones start with no effect, so the widened model computes what the checkpoint did."""
+    own, weights, widened = net.state_dict(), dict(weights), set()
     for key in getattr(net, "widened_parameters", ()):
         old = weights.get(key)
         if old is not None and old.ndim == 2 and old.shape[0] == own[key].shape[0] and old.shape[1] < own[key].shape[1]:
             weights[key] = torch.cat((old, old.new_zeros(old.shape[0], own[key].shape[1] - old.shape[1])), dim=1)
-    return weights
+            widened.add(key)
+    return weights, widened
 
 
 def model_name_of(cfg: dict[str, Any]) -> str:

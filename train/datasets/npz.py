@@ -17,6 +17,7 @@ import numpy as np
 from star_har.errors import InvalidInputError, MissingFileError
 from star_har.files import atomic_write
 from star_har.model import get_layout
+from star_har.model.skeleton import DEPTH_CHANNEL
 from star_har.train.datasets.base import Sequence, require_dir
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ def load_npz(path: str | Path) -> Sequence:
 
 def _well_formed(keypoints: np.ndarray, layout: str) -> bool:
     """(T, J, 3), or (T, J, 4) with depth, for ``layout``'s J."""
-    return keypoints.ndim == 3 and keypoints.shape[1] == get_layout(layout).num_joints and keypoints.shape[2] in (3, 4)
+    return (keypoints.ndim == 3 and keypoints.shape[1] == get_layout(layout).num_joints
+            and keypoints.shape[2] in (DEPTH_CHANNEL, DEPTH_CHANNEL + 1))
 
 
 def load_npz_folder(root: str | Path) -> list[Sequence]:
